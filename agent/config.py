@@ -1,0 +1,208 @@
+"""The one place that reads the environment and config files.
+
+Everything else in evolve receives a `Settings` object. Sources, highest priority first:
+explicit keyword arguments, `EVOLVE_*` environment variables (nested groups use a double
+underscore: `EVOLVE_MODEL__BASE_URL`), `evolve.toml` (path from `EVOLVE_CONFIG`, else
+`./evolve.toml`, else `<home>/evolve.toml`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message names the setting and what to do."""
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return Path(base) if base else Path.home() / fallback
+
+
+class ModelSettings(BaseModel):
+    # "embedded": llama.cpp in-process; "openai": any OpenAI-compatible endpoint.
+    backend: Literal["embedded", "openai"] = "embedded"
+    # Embedded: a preset name ("qwen2.5-coder-0.5b", "smollm2-135m") or a path to a GGUF file.
+    model: str = "qwen2.5-coder-0.5b"
+    # Expected SHA-256 of a custom GGUF (presets carry their own); empty means "do not check".
+    sha256: str = ""
+    n_ctx: int = 4096
+    # 0 = choose from the measured policy in agent/local_model.py (see docs/benchmarks.md).
+    n_threads: int = 0
+    seed: int = 0
+    # OpenAI-compatible endpoint.
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    # "native": send tools=...; "json": constrain output to a tool-call JSON schema;
+    # "auto": native for remote endpoints, json for the embedded model.
+    tool_mode: Literal["auto", "native", "json"] = "auto"
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    retry_max_wait_s: float = 30.0
+    temperature: float = 0.0
+    max_tokens: int = 512
+
+
+class SandboxSettings(BaseModel):
+    # Running model-written code without OS isolation must be asked for explicitly.
+    allow_unsafe: bool = False
+    timeout_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 512
+    max_file_mb: int = 16
+    max_open_files: int = 64
+    max_procs: int = 32
+    max_output_bytes: int = 20_000
+
+
+class BrowserSettings(BaseModel):
+    # Hosts admitted even when they resolve to private or loopback addresses.
+    allow_hosts: list[str] = Field(default_factory=list)
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    max_bytes: int = 2_000_000
+    max_redirects: int = 10
+    javascript: bool = False
+    chromium_path: str = "/usr/bin/chromium"
+    max_page_chars: int = 6_000
+
+
+class MemorySettings(BaseModel):
+    # Chroma server URL (http://host:port); empty means an embedded persistent store.
+    chroma_url: str = ""
+    dedup_threshold: float = 0.95
+    embedding_batch: int = 32
+
+
+class LoopSettings(BaseModel):
+    suite: str = "gsm8k"
+    cycles: int = 3
+    train_per_cycle: int = 8
+    dev_size: int = 50
+    attempts: int = 1
+    max_steps: int = 6
+    max_tokens_per_task: int = 2048
+    token_budget: int = 0  # 0 = unlimited
+    wall_time_s: float = 0.0  # 0 = unlimited
+    patience: int = 3
+    exemplars_k: int = 2
+    insights_max: int = 8
+    significance: float = 0.05
+    min_delta: float = 0.0
+    bootstrap_samples: int = 2000
+    recursion_limit: int = 10_007
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EVOLVE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "evolve")
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "evolve")
+    database_url: str = ""
+    log_level: str = "INFO"
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _config_file()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _fill_derived(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'evolve.db'}"
+        if self.model.backend == "openai" and not self.model.api_key.get_secret_value():
+            # The OpenAI SDK's conventional variable is honoured too, here and only here.
+            fallback = os.environ.get("OPENAI_API_KEY", "")
+            if fallback:
+                self.model.api_key = SecretStr(fallback)
+        return self
+
+    # Paths derived from home/cache, kept here so no other module invents its own.
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.home / "checkpoints.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.cache_dir, self.locks_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("EVOLVE_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"EVOLVE_CONFIG={explicit!r} does not exist; point it at an evolve.toml file")
+        return path
+    local = Path("evolve.toml")
+    if local.is_file():
+        return local
+    home = os.environ.get("EVOLVE_HOME")
+    if home and (Path(home) / "evolve.toml").is_file():
+        return Path(home) / "evolve.toml"
+    return None
+
+
+def sandbox_environment() -> dict[str, str]:
+    """A minimal environment for child processes: no keys, no EVOLVE_* values."""
+    keep = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    return dict(keep)
+
+
+def runtime_threads_env() -> dict[str, str]:
+    """OpenMP variables the embedded runtime should see, read from the process environment."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_"))}
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment and config file, with keyword overrides on top."""
+    try:
+        return Settings(**overrides)
+    except ConfigError:
+        raise
+    except Exception as exc:  # pydantic ValidationError: turn it into one readable line
+        raise ConfigError(f"invalid configuration: {exc}".replace("\n", " ")) from exc
