@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -64,6 +64,9 @@ class Episode(SQLModel, table=True):
 
 
 class Experience(SQLModel, table=True):
+    # The pool the retriever reads (kind, split, trust, active) is one index lookup.
+    __table_args__ = (Index("ix_experience_pool", "kind", "split", "trust", "active"),)
+
     id: Optional[int] = Field(default=None, primary_key=True)
     kind: str = Field(index=True)  # exemplar | insight | skill
     content: str  # what enters the prompt (exemplar: Q + worked solution; insight: a rule)
@@ -82,11 +85,30 @@ class Experience(SQLModel, table=True):
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Schema v2. The vector of `key or content` (float32, little endian) and the embedder that
+    # produced it: the Chroma index is rebuilt from these without re-embedding anything.
+    embedding: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    embedding_model: str = ""
 
     @property
     def usefulness(self) -> float:
         # Laplace-smoothed success rate when shown; unknown experiences sit at 0.5.
         return (self.successes + 1) / (self.uses + 2)
+
+
+class ExperienceUsage(SQLModel, table=True):
+    """Schema v2: experience shown in an episode, and how the episode ended.
+
+    One row per (episode, experience), so recording the same episode twice (a resumed node)
+    does not count twice; `Experience.uses/successes` are kept in step with these rows."""
+
+    __table_args__ = (UniqueConstraint("episode_id", "experience_id", name="uq_usage_episode_experience"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    episode_id: int = Field(index=True)
+    experience_id: int = Field(index=True)
+    success: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Policy(SQLModel, table=True):
