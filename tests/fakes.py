@@ -1,0 +1,79 @@
+"""Test doubles for the model layer. Product code never imports this module."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from agent.llm import Completion, Message, ToolCall, Usage, _calls_from_object, parse_json_lenient
+
+Step = Any  # str | dict | ToolCall | list[ToolCall] | BaseException | Callable
+
+
+class ScriptedModel:
+    """A ChatModel that answers from a script, or from a function of the messages.
+
+    A step may be: a string (the reply text; decoded when a schema or tools were given), a
+    dict (a decoded structured reply), a ToolCall or list of them, an exception (raised), or a
+    callable `(messages, kwargs) -> step`. Every call is recorded in `.calls`.
+    """
+
+    def __init__(self, script: Iterable[Step] | Callable[[list[Message], dict], Step],
+                 *, name: str = "scripted", fingerprint: str = "fake:scripted") -> None:
+        self._fn = script if callable(script) else None
+        self._steps = None if callable(script) else list(script)
+        self.name = name
+        self.fingerprint = fingerprint
+        self.usage = Usage()
+        self.calls: list[tuple[list[Message], dict[str, Any]]] = []
+
+    def _next(self, messages: list[Message], kwargs: dict[str, Any]) -> Step:
+        self.calls.append((messages, kwargs))
+        step = self._fn(messages, kwargs) if self._fn else self._pop()
+        while callable(step) and not isinstance(step, type):
+            step = step(messages, kwargs)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def _pop(self) -> Step:
+        if not self._steps:
+            raise AssertionError("ScriptedModel: the script ran out of steps")
+        return self._steps.pop(0)
+
+    def complete(self, messages: Sequence[Message], *, schema=None, tools=None, tool_choice="auto",
+                 max_tokens=None, temperature=None, stop=None, seed=None) -> Completion:
+        kwargs = dict(schema=schema, tools=tools, tool_choice=tool_choice, max_tokens=max_tokens,
+                      temperature=temperature, stop=stop, seed=seed)
+        step = self._next(list(messages), kwargs)
+        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
+        result = Completion(text="", usage=Usage(calls=1), model=self.name, fingerprint=self.fingerprint)
+        if isinstance(step, ToolCall):
+            step = [step]
+        if isinstance(step, list):
+            result.tool_calls = list(step)
+            result.text = ""
+        elif isinstance(step, dict):
+            result.parsed = step
+            result.text = json.dumps(step)
+        else:
+            result.text = str(step)
+            if schema is not None or tools:
+                result.parsed = parse_json_lenient(result.text)
+        if tools and result.parsed is not None and not result.tool_calls:
+            names = {t.get("function", t)["name"] for t in tools}
+            result.tool_calls, result.text = _calls_from_object(result.parsed, names)
+        result.usage = Usage(prompt_tokens=prompt_tokens,
+                             completion_tokens=max(1, len(result.text) // 4), calls=1)
+        self.usage.add(result.usage)
+        return result
+
+    def stream(self, messages: Sequence[Message], *, max_tokens=None, temperature=None,
+               stop=None) -> Iterator[str]:
+        step = self._next(list(messages), dict(max_tokens=max_tokens, stream=True))
+        text = str(step)
+        pieces = text.split(" ")
+        for i, word in enumerate(pieces):
+            yield word if i == len(pieces) - 1 else word + " "
+        self.usage.add(Usage(prompt_tokens=1, completion_tokens=len(pieces), calls=1))

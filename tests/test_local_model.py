@@ -1,0 +1,97 @@
+"""Finding, assembling and verifying embedded weights (no model is loaded here)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from agent import local_model
+from agent.config import ConfigError, ModelSettings
+from agent.errors import IntegrityError
+
+
+@pytest.fixture
+def fake_preset(tmp_path, monkeypatch):
+    parts = []
+    blob = b"GGUF" + bytes(range(256)) * 50
+    for i, chunk in enumerate((blob[:3000], blob[3000:9000], blob[9000:])):
+        p = tmp_path / f"part{i}.bin"
+        p.write_bytes(chunk)
+        parts.append(p)
+    preset = local_model.Preset(
+        name="tiny", filename="tiny.gguf", sha256=hashlib.sha256(blob).hexdigest(), size=len(blob),
+        parts=tuple((f"dist{i}", f"part{i}.bin") for i in range(3)), licence="x", upstream="y")
+    monkeypatch.setitem(local_model.PRESETS, "tiny", preset)
+    monkeypatch.setattr(local_model, "_part_path", lambda dist, rel: tmp_path / rel)
+    return preset, parts, blob
+
+
+def test_parts_are_concatenated_in_order_and_verified(fake_preset, tmp_path):
+    preset, parts, blob = fake_preset
+    path, sha = local_model.resolve_weights(ModelSettings(model="tiny"), tmp_path / "models")
+    assert path.read_bytes() == blob and sha == preset.sha256
+    # second call trusts the recorded verification instead of rehashing
+    mtime = path.stat().st_mtime_ns
+    again, _ = local_model.resolve_weights(ModelSettings(model="tiny"), tmp_path / "models")
+    assert again == path and path.stat().st_mtime_ns == mtime
+
+
+def test_a_corrupt_part_is_refused(fake_preset, tmp_path):
+    preset, parts, blob = fake_preset
+    parts[1].write_bytes(b"\0" * 6000)
+    with pytest.raises(IntegrityError, match="expected " + preset.sha256):
+        local_model.resolve_weights(ModelSettings(model="tiny"), tmp_path / "models")
+    assert not (tmp_path / "models" / "tiny.gguf").exists()
+
+
+def test_tampering_after_verification_is_detected(fake_preset, tmp_path):
+    path, _ = local_model.resolve_weights(ModelSettings(model="tiny"), tmp_path / "models")
+    path.write_bytes(b"GGUF" + b"\1" * 100)  # changes size and mtime: marker no longer matches
+    again, _ = local_model.resolve_weights(ModelSettings(model="tiny"), tmp_path / "models")
+    assert again.read_bytes() == fake_preset[2]  # reassembled from the verified parts
+
+
+def test_missing_path_names_the_setting(tmp_path):
+    with pytest.raises(ConfigError, match="EVOLVE_MODEL__MODEL"):
+        local_model.resolve_weights(ModelSettings(model=str(tmp_path / "nope.gguf")), tmp_path)
+
+
+def test_non_gguf_file_is_refused(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"<html>not a model</html>")
+    with pytest.raises(ConfigError, match="not a GGUF"):
+        local_model.resolve_weights(ModelSettings(model=str(bad)), tmp_path)
+
+
+def test_custom_gguf_hash_mismatch_names_the_setting(tmp_path):
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(IntegrityError, match="EVOLVE_MODEL__SHA256"):
+        local_model.resolve_weights(ModelSettings(model=str(f), sha256="ab" * 32), tmp_path / "models")
+    good = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert local_model.resolve_weights(ModelSettings(model=str(f), sha256=good), tmp_path / "m2")[1] == good
+
+
+def test_custom_gguf_without_hash_gets_a_stable_fingerprint(tmp_path):
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF" + b"\0" * 64)
+    a = local_model.resolve_weights(ModelSettings(model=str(f)), tmp_path)[1]
+    b = local_model.resolve_weights(ModelSettings(model=str(f)), tmp_path)[1]
+    assert a == b and a.startswith("unverified-")
+
+
+def test_missing_weights_package_says_how_to_fix():
+    with pytest.raises(ConfigError, match="set-up command"):
+        local_model._part_path("definitely-not-installed-dist", "x.bin")
+
+
+def test_thread_choice_respects_explicit_setting_and_load(monkeypatch):
+    assert local_model.choose_threads(3) == 3
+    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (0.1, 0, 0))
+    assert local_model.choose_threads(0) == 2
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (1.2, 0, 0))
+    assert local_model.choose_threads(0) == 1
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (5.0, 0, 0))
+    assert local_model.choose_threads(0) == 1
