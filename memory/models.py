@@ -87,7 +87,7 @@ class Experience(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # Schema v2. The vector of `key or content` (float32, little endian) and the embedder that
     # produced it: the Chroma index is rebuilt from these without re-embedding anything.
-    embedding: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    embedding: Optional[bytes] = Field(default=None, repr=False, sa_column=Column(LargeBinary, nullable=True))
     embedding_model: str = ""
 
     @property
