@@ -30,7 +30,7 @@ class SandboxResultLike(Protocol):
     ok: bool
     stdout: str
     stderr: str
-    exit_code: int | None
+    exit_code: int
     timed_out: bool
     limit: str | None
 
