@@ -63,8 +63,9 @@ def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]
     start = i
     n = len(src)
     int_digits = ""
-    while i < n and src[i].isdigit():
-        int_digits += src[i]
+    while i < n and (src[i].isdigit() or (src[i] == "_" and int_digits and i + 1 < n and src[i + 1].isdigit())):
+        if src[i] != "_":  # Python-style digit grouping: 1_000
+            int_digits += src[i]
         i += 1
     # Thousands separators: 1-3 leading digits, then one or more ",ddd" groups.
     if allow_grouping:
@@ -119,7 +120,7 @@ def tokenize(src: str) -> list[Tok]:
     i, n = 0, len(src)
     while i < n:
         ch = src[i]
-        if ch.isspace() or ch == "_" and tokens and tokens[-1].kind == "num":
+        if ch.isspace():
             i += 1
             continue
         if ch.isdigit() or (ch == "." and i + 1 < n and src[i + 1].isdigit()):
@@ -475,8 +476,9 @@ class _Parser:
                 self.take()
                 right, _ = self.unary()
                 left, pct = _arith(tok.text, left, right), False
-            elif tok.kind in ("num", "name", "(") and not (tok.kind == "name" and tok.text == "of"):
-                # Implicit multiplication: 2pi, 3(4+5), (1+2)(3+4).
+            elif tok.kind in ("name", "(") and not (tok.kind == "name" and tok.text == "of"):
+                # Implicit multiplication: 2pi, 3(4+5), (1+2)(3+4). Never between two numbers:
+                # "1 000" must not silently mean 0.
                 right, _ = self.unary()
                 left, pct = _arith("*", left, right), False
             elif tok.kind == "name" and tok.text == "of" and pct:

@@ -308,12 +308,18 @@ class Sandbox:
                     "isolation by setting EVOLVE_SANDBOX__ALLOW_UNSAFE=true (unsafe)"
                 )
             self.mode = "unsafe"
+        self._is_root = os.geteuid() == 0
+        self._drop_uid = self._is_root
         if self.mode == "bwrap":
             self._python, self._extra_ro = _pick_interpreter()
         else:
-            self._python, self._extra_ro = sys.executable, []
+            self._extra_ro = []
+            try:
+                self._python = _pick_interpreter()[0]
+            except SandboxUnavailable:
+                # Unsafe mode already means "trust the code"; run it as ourselves rather than not at all.
+                self._python, self._drop_uid = sys.executable, False
         self._cgroups = self._shared("cgroups", _Cgroups)
-        self._is_root = os.geteuid() == 0
 
     @staticmethod
     def _shared(key: str, factory):
@@ -379,6 +385,7 @@ class Sandbox:
 
     def _drop_privileges_fn(self, uid: int, cgroup_procs: list[str] | None = None, limits: bool = False):
         settings = self.settings
+        drop = os.geteuid() == 0 and getattr(self, "_drop_uid", True)
 
         def preexec() -> None:
             # Join the cgroups first: writing cgroup.procs needs the privileges we drop below.
@@ -398,7 +405,7 @@ class Sandbox:
                     # Not root: the count is shared with every process this user already has.
                     nproc += _count_processes(os.getuid())
                 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-            if os.geteuid() == 0:
+            if drop:
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
@@ -419,7 +426,7 @@ class Sandbox:
         workdir = tempfile.mkdtemp(prefix="evolve-sbx-")
         cgroup = self._cgroups.create(self.settings.memory_mb * 1024 * 1024, self.settings.max_procs)
         isolation = ["bwrap", "rlimits"] if self.mode == "bwrap" else ["none", "rlimits"]
-        if self._is_root:
+        if self._drop_uid:
             isolation.append("uid")
         isolation += [f"cgroup:{c}" for c in cgroup.controllers]
         try:
@@ -444,7 +451,7 @@ class Sandbox:
                 raise ValueError(f"sandbox file name {name!r} escapes the work directory; use a relative path")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")
-        if self._is_root:
+        if self._drop_uid:
             for dirpath, dirnames, filenames in os.walk(root):
                 os.chown(dirpath, uid, uid)
                 for fname in filenames:
@@ -605,7 +612,7 @@ def isolation_report(settings: SandboxSettings | None = None) -> str:
     except SandboxUnavailable as exc:
         return f"unavailable: {exc}"
     layers = ["bwrap namespaces (no network, private PID, read-only /usr)"] if box.mode == "bwrap" else ["NO isolation (unsafe mode)"]
-    if box._is_root:
+    if box._drop_uid:
         layers.append("unprivileged uid")
     layers.append("rlimits (cpu, address space, file size, open files, processes)")
     usable = sorted(box._cgroups.usable)
