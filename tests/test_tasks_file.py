@@ -132,3 +132,21 @@ def test_ids_from_different_files_do_not_collide(tmp_path):
     a = read_task_file(_write(tmp_path, [QA], name="a.jsonl"))
     b = read_task_file(_write(tmp_path, [QA], name="b.jsonl"))
     assert a[0].id != b[0].id
+
+
+def test_examples_in_the_docs_load_and_verify(tmp_path):
+    from pathlib import Path
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
+    lines = [ln for block in re.findall(r"```json\n(.*?)```", doc, re.S) for ln in block.splitlines()]
+    assert len(lines) == 4
+    suite = get_suite("file", tasks_file=_write(tmp_path, lines, name="docs.jsonl"))
+    tasks = {t.meta["user_id"]: t for s in ("train", "dev", "test") for t in suite.load(s)}
+    assert set(tasks) == {"shop-1", "geo-1", "dbl", "clamp"}
+    assert suite.verify(tasks["shop-1"], "2*3 + 3*5 = 21").correct
+    assert suite.verify(tasks["geo-1"], "The answer is Canberra.").correct
+    runner = LocalRunner()
+    assert suite.verify(tasks["dbl"], "def double(x: int) -> int:\n    return 2 * x", sandbox=runner).correct
+    clamp = "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))"
+    assert suite.verify(tasks["clamp"], clamp, sandbox=runner).correct
