@@ -104,8 +104,8 @@ def is_forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> 
         ("is_unspecified", "an unspecified address"),
         ("is_link_local", "a link-local address (includes cloud metadata 169.254.169.254)"),
         ("is_multicast", "a multicast address"),
-        ("is_private", "a private address"),
         ("is_reserved", "a reserved address"),
+        ("is_private", "a private address"),
     )
     for attr, reason in checks:
         if getattr(ip, attr, False):
@@ -319,7 +319,7 @@ def _get(client: httpx.Client, target: Target, settings: BrowserSettings, deadli
         raw_total = 0
         chunks = []
         try:
-            for raw in response.iter_raw(chunk_size=16_384):
+            for raw in response.iter_raw():
                 raw_total += len(raw)
                 if raw_total > settings.max_bytes:
                     raise FetchError(f"the page is larger than the limit of {settings.max_bytes} bytes")
