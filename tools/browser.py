@@ -14,15 +14,17 @@ links the main-content extractor dropped can still be followed.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 from bs4 import BeautifulSoup, Comment
 
 from agent.config import BrowserSettings
 from tools.base import ToolResult
-from tools.netguard import EgressDenied, FetchError, FetchResult, Resolver, fetch
+from tools.netguard import EgressDenied, FetchError, FetchResult, Resolver, fetch, make_client
 
 __all__ = ["Browser", "Page", "extract_page"]
 
@@ -159,14 +161,24 @@ class Browser:
         self.settings = settings or BrowserSettings()
         self._resolver = resolver
         self._fetcher = fetcher
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self.page: Page | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     # -- fetching --------------------------------------------------------------------------------
 
     def _fetch(self, url: str) -> FetchResult:
         if self._fetcher is not None:
             return self._fetcher(url)
-        return fetch(url, self.settings, resolver=self._resolver)
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+        return fetch(url, self.settings, resolver=self._resolver, client=self._client)
 
     def _render_js(self, url: str) -> tuple[str, str]:
         """Render with Chromium; every request the page makes is fetched by us, under the policy."""

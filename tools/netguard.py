@@ -29,7 +29,7 @@ import httpx
 from agent.config import BrowserSettings
 from agent.errors import ToolInputError
 
-__all__ = ["EgressDenied", "FetchError", "FetchResult", "Target", "check_url", "fetch", "is_forbidden_ip"]
+__all__ = ["EgressDenied", "FetchError", "FetchResult", "Target", "check_url", "fetch", "is_forbidden_ip", "make_client"]
 
 # Names that reach metadata services without a forbidden-looking address in the URL.
 _METADATA_NAMES = {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
@@ -251,6 +251,23 @@ class _Budget:
         return b"".join(pieces)
 
 
+def make_client(settings: BrowserSettings) -> httpx.Client:
+    """An HTTP client for `fetch`; reusing one saves building a TLS context per page (~20 ms)."""
+    return httpx.Client(
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.read_timeout_s,
+            pool=settings.connect_timeout_s,
+        ),
+        follow_redirects=False,
+        trust_env=False,  # a proxy from the environment would bypass the address pinning
+        # No keep-alive: connections are keyed by the pinned IP, so a kept TLS connection made
+        # for one host name could otherwise carry a request for another name on the same IP.
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+
 def fetch(
     url: str,
     settings: BrowserSettings,
@@ -262,11 +279,7 @@ def fetch(
     """GET `url` under the egress policy, following checked redirects; returns the body."""
     own_client = client is None
     if client is None:
-        client = httpx.Client(
-            timeout=httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s, write=settings.read_timeout_s, pool=settings.connect_timeout_s),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would bypass the address pinning
-        )
+        client = make_client(settings)
     deadline = clock() + settings.connect_timeout_s + settings.read_timeout_s
     redirects: list[str] = []
     try:
