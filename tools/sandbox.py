@@ -223,6 +223,20 @@ class _RunCgroup:
         return False
 
     def destroy(self) -> None:
+        """Remove the cgroups; if the dying namespace still holds them, finish in the background."""
+        if not self.dirs:
+            return
+        pending = []
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pending.append(d)
+        if pending:
+            self.dirs = pending
+            threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
         for d in self.dirs:
             for _ in range(50):
                 try:
