@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -32,6 +33,7 @@ from memory.models import EXPERIENCE_KINDS, SPLITS, TRUST_LEVELS
 
 PREFIX = "exp"
 LOCK_TIMEOUT_S = 600.0
+READ_RETRIES = 7  # about 3 s of backoff in all
 
 
 def bucket_name(kind: str, split: str, trust: str) -> str:
@@ -157,13 +159,11 @@ class ExperienceIndex:
         if create:
             kwargs = {"configuration": {"hnsw": {"space": "cosine"}},
                       "metadata": {"embedder": self.embedder_id, "dim": self.dim}}
-            if self._ef is not None:
-                kwargs["embedding_function"] = self._ef
-            col = client.get_or_create_collection(name, **kwargs)
+            col = client.get_or_create_collection(name, embedding_function=self._ef, **kwargs)
         else:
             try:
-                col = client.get_collection(name, embedding_function=self._ef) if self._ef is not None else client.get_collection(name)
-            except Exception:
+                col = client.get_collection(name, embedding_function=self._ef)
+            except Exception:  # chromadb raises NotFoundError or ValueError depending on backend
                 return None
         self._cols[name] = col
         return col
@@ -251,16 +251,34 @@ class ExperienceIndex:
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         hits: list[tuple[int, float]] = []
         for name in buckets:
-            col = self._collection(name, create=False)
-            if col is None:
-                continue
-            size = col.count()
-            if size == 0:
-                continue
-            res = col.query(query_embeddings=vector, n_results=min(n, size), include=["distances"])
-            hits.extend((int(i), 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0]))
+            res = self._query_one(name, vector, n)
+            if res is not None:
+                hits.extend((int(i), 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0]))
         hits.sort(key=lambda h: -h[1])
         return hits[:n]
+
+    def _query_one(self, name: str, vector: np.ndarray, n: int):
+        from chromadb.errors import ChromaError
+
+        for attempt in range(READ_RETRIES):
+            try:
+                col = self._collection(name, create=False)
+                if col is None:
+                    return None
+                size = col.count()
+                if size == 0:
+                    return None
+                return col.query(query_embeddings=vector, n_results=min(n, size), include=["distances"])
+            except ChromaError:
+                # A reader can open a collection another process is still writing (its HNSW
+                # files not yet on disk: "Nothing found on disk"). Reopen and look again once
+                # the writer is done, rather than fail the agent's retrieval.
+                if attempt == READ_RETRIES - 1:
+                    raise
+                with self._mutex:
+                    self._close_client()
+                time.sleep(0.05 * 2**attempt)
+        return None
 
     # -- consistency ----------------------------------------------------------------------
 

@@ -110,12 +110,13 @@ class Store:
     def index(self) -> ExperienceIndex:
         """The index, checked against the database the first time it is used."""
         if self._index is None:
-            ef = self._embedder if hasattr(self._embedder, "name") else None
+            # We always hand Chroma vectors, never texts, so the collections carry no embedding
+            # function: one persisted in a collection's config would clash with the next
+            # embedder. Which embedder made the vectors is kept in collection metadata instead.
             self._index = ExperienceIndex(
                 self.settings,
                 embedder_id=lambda: self.embedder.model_id,
                 dim=lambda: self.embedder.dim,
-                embedding_function=ef,
             )
         if not self._index_checked:
             self._index_checked = True
@@ -442,10 +443,16 @@ class Store:
             raise ValueError(f"unknown experience kind {kind!r}; expected one of {EXPERIENCE_KINDS}")
         if k <= 0:
             return []
+        return self.retrieve_by_vector(kind, self._embed([query])[0], k, exclude_task_ids=exclude_task_ids)
+
+    def retrieve_by_vector(self, kind: str, vec: np.ndarray, k: int, *,
+                           exclude_task_ids: Iterable[str] = ()) -> list[tuple[Experience, float]]:
+        """`retrieve_scored` for a query already embedded (benchmarks, batch callers)."""
+        if k <= 0:
+            return []
         excluded = set(exclude_task_ids)
         index = self.index
         bucket = bucket_name(kind, "train", "verified")
-        vec = self._embed([query])[0]
         # Fetch a few extra so ties at the cut can be broken by usefulness, and more when
         # exclusions may remove some.
         n = 2 * k + 4

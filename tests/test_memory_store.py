@@ -419,3 +419,28 @@ def test_newer_database_is_refused(tmp_path):
     con.close()
     with pytest.raises(ConfigError, match="schema version 99"):
         Store(settings, embedder=HashEmbedder())
+
+
+@pytest.mark.integration
+def test_real_embedder_retrieves_by_meaning_and_survives_embedder_switch(tmp_path):
+    from memory.embeddings import MiniLMEmbedder
+
+    settings = make_settings(tmp_path)
+    st = Store(settings)  # the default: MiniLM on onnxruntime, loaded on first use
+    clips = st.add_experience("exemplar", "Q: Natalia sold 48 clips in April and half as many in May...\nA: 72",
+                              key="Natalia sold clips to her friends in April and May", split="train")
+    st.add_experience("exemplar", "Q: A train travels 60 km/h for 3 hours...\nA: 180",
+                      key="How far does a train go in three hours at sixty kilometres per hour", split="train")
+    st.add_experience("exemplar", "Q: Write a function that reverses a string\nA: def r(s): return s[::-1]",
+                      key="Write a Python function that reverses a string", split="train")
+    got = st.retrieve("exemplar", "How many hair clips did Natalia sell altogether?", 1)
+    assert [r.id for r in got] == [clips.id]
+    assert isinstance(st.embedder, MiniLMEmbedder)
+    st.close()
+    # Another embedder on the same home: the index is rebuilt, not broken; and back again.
+    st2 = Store(settings, embedder=HashEmbedder())
+    assert st2.retrieve("exemplar", "natalia sold clips", 1)[0].id == clips.id
+    st2.close()
+    st3 = Store(settings)
+    assert st3.retrieve("exemplar", "clips Natalia sold", 1)[0].id == clips.id
+    st3.close()

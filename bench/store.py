@@ -1,0 +1,173 @@
+"""Experience store benchmark: insert throughput and retrieval latency at 10k and 100k.
+
+    python bench/store.py                 # 10k and 100k, bucketed layout (what Store does)
+    python bench/store.py --sizes 10000   # one size
+    python bench/store.py --compare       # also one collection with metadata filters
+
+Vectors are precomputed (random unit vectors around 2,000 topic centres, 384 dims like
+MiniLM), so the numbers measure the store, not the embedder; the embedder's cost per query is
+measured separately with the real model unless --no-model is given. Retrieval runs exactly
+the agent's path: `Store.retrieve_by_vector` (active, train, verified, one kind; similarity
+then usefulness), which includes the database fetch of the rows.
+
+The mix: 60% exemplars, 30% insights, 10% skills; 90% train; 90% verified; 3% inactive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.config import Settings  # noqa: E402
+from memory.models import Experience  # noqa: E402
+from memory.store import Store, _vec_to_bytes, digest_of  # noqa: E402
+
+DIM = 384
+
+
+class FixedEmbedder:
+    """Stands in for the model: ids only, vectors are supplied precomputed."""
+
+    model_id = "bench-precomputed"
+    dim = DIM
+
+    def embed(self, texts):
+        rng = np.random.default_rng(abs(hash(tuple(texts))) % 2**32)
+        v = rng.normal(size=(len(texts), DIM)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def vectors(n: int, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.normal(size=(2000, DIM)).astype(np.float32)
+    v = centres[rng.integers(0, 2000, n)] + 0.6 * rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.array(xs) * 1000.0, p))
+
+
+def bulk_load(store: Store, n: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Rows into the database in batches, then the index rebuilt from them. Returns rates/s."""
+    vecs = vectors(n, rng)
+    kinds = rng.choice(["exemplar", "insight", "skill"], n, p=[0.6, 0.3, 0.1])
+    splits = rng.choice(["train", "dev", "test"], n, p=[0.9, 0.05, 0.05])
+    trusts = rng.choice(["verified", "unverified", "untrusted"], n, p=[0.9, 0.05, 0.05])
+    active = rng.random(n) > 0.03
+    uses = rng.integers(0, 20, n)
+    t0 = time.perf_counter()
+    for start in range(0, n, 5000):
+        with store.session() as s:
+            for i in range(start, min(n, start + 5000)):
+                content = f"experience {i}"
+                u = int(uses[i])
+                s.add(Experience(kind=str(kinds[i]), content=content, key=content, digest=digest_of(content),
+                                 split=str(splits[i]), trust=str(trusts[i]), active=bool(active[i]),
+                                 source_task_ids=[f"bench/{splits[i]}/{i}"], uses=u,
+                                 successes=int(rng.integers(0, u + 1)),
+                                 embedding=_vec_to_bytes(vecs[i]), embedding_model=FixedEmbedder.model_id))
+    db_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    indexed = store.reindex()
+    idx_s = time.perf_counter() - t0
+    return n / db_s, indexed / idx_s
+
+
+def single_inserts(store: Store, m: int, rng: np.random.Generator) -> float:
+    """`add_experience` one at a time: dedup check, commit, index write, as the agent does."""
+    texts = [f"single insert {i} {rng.integers(1 << 30)}" for i in range(m)]
+    t0 = time.perf_counter()
+    for t in texts:
+        store.add_experience("insight", t, split="train")
+    return m / (time.perf_counter() - t0)
+
+
+def retrieval(store: Store, queries: np.ndarray, k: int) -> list[float]:
+    lat = []
+    for q in queries:
+        t0 = time.perf_counter()
+        got = store.retrieve_by_vector("exemplar", q, k)
+        lat.append(time.perf_counter() - t0)
+        assert len(got) == k
+    return lat
+
+
+def filtered_baseline(store: Store, queries: np.ndarray, k: int) -> list[float]:
+    """The layout we did not choose: everything in one collection, filtered by metadata."""
+    client = store.index._client_fresh()
+    col = client.get_or_create_collection("bench-single", configuration={"hnsw": {"space": "cosine"}})
+    if col.count() == 0:
+        with store.session(read_only=True) as s:
+            rows = s.exec(Experience.__table__.select().where(Experience.active == True)).all()  # noqa: E712
+        for start in range(0, len(rows), 5000):
+            chunk = rows[start : start + 5000]
+            col.add(ids=[str(r.id) for r in chunk],
+                    embeddings=np.vstack([np.frombuffer(r.embedding, dtype="<f4") for r in chunk]),
+                    metadatas=[{"kind": r.kind, "split": r.split, "trust": r.trust} for r in chunk])
+    where = {"$and": [{"kind": "exemplar"}, {"split": "train"}, {"trust": "verified"}]}
+    lat = []
+    for q in queries:
+        t0 = time.perf_counter()
+        col.query(query_embeddings=q[None, :], n_results=k, where=where)
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--no-model", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{'size':>7} {'bucket':>7} {'db rows/s':>10} {'index/s':>8} {'add/s':>6} "
+          f"{'p50 ms':>7} {'p99 ms':>7}" + (f" {'filt p50':>8} {'filt p99':>8}" if args.compare else ""))
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(home=Path(tmp) / "home", cache_dir=Path(tmp) / "cache")
+            store = Store(settings, embedder=FixedEmbedder())
+            db_rate, idx_rate = bulk_load(store, n, rng)
+            bucket = store.index.count("exp-exemplar-train-verified")
+            add_rate = single_inserts(store, 300, rng)
+            queries = vectors(args.queries, rng)
+            retrieval(store, queries[:20], args.k)  # warm the HNSW graph and the page cache
+            lat = retrieval(store, queries, args.k)
+            line = (f"{n:>7} {bucket:>7} {db_rate:>10.0f} {idx_rate:>8.0f} {add_rate:>6.0f} "
+                    f"{pct(lat, 50):>7.2f} {pct(lat, 99):>7.2f}")
+            if args.compare:
+                filtered_baseline(store, queries[:5], args.k)
+                flat = filtered_baseline(store, queries[:60], args.k)
+                line += f" {pct(flat, 50):>8.1f} {pct(flat, 99):>8.1f}"
+            print(line, flush=True)
+            store.close()
+    if not args.no_model:
+        from memory.embeddings import MiniLMEmbedder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            e = MiniLMEmbedder(tmp)
+            e.embed(["warm up"])
+            qs = [f"Natalia sold clips to {i} of her friends in April; how many in May?" for i in range(50)]
+            lat = []
+            for q in qs:
+                t0 = time.perf_counter()
+                e.embed([q])
+                lat.append(time.perf_counter() - t0)
+            docs = [" ".join(qs[i % 50].split() * (1 + i % 4)) for i in range(256)]
+            t0 = time.perf_counter()
+            e.embed(docs)
+            rate = len(docs) / (time.perf_counter() - t0)
+            print(f"MiniLM query embedding: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms; "
+                  f"documents (16-64 words, batched): {rate:.0f} texts/s")
+
+
+if __name__ == "__main__":
+    main()
