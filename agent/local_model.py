@@ -175,10 +175,13 @@ def _cheap_fingerprint(path: Path) -> str:
 
 
 def choose_threads(requested: int) -> int:
-    """Thread count for llama.cpp. See docs/benchmarks.md (thread policy) for the measurements.
+    """Thread count for llama.cpp. See docs/benchmarks-model.md for the measurements.
 
-    Two threads that spin-wait collapse to ~1 token/s when another process holds a core,
-    so the default uses every core only when the machine looks idle.
+    All usable cores only when the 1-minute load average says they are free, else fewer (at
+    least one). The count is fixed when the model loads, so a core that gets busy later is
+    covered by `apply_openmp_defaults`, which stops idle OpenMP threads spinning for long:
+    with libgomp's default spinning, 2 threads mostly fell to 1.5-8 tokens/s while others
+    held a core; with GOMP_SPINCOUNT=1000 they stayed at 10-21.
     """
     if requested > 0:
         return requested
@@ -189,6 +192,19 @@ def choose_threads(requested: int) -> int:
         load1 = 0.0
     free = cores - load1
     return max(1, min(cores, int(free + 0.5)))
+
+
+# libgomp's spin-then-sleep knob; applied only when the user set no OpenMP wait variable.
+DEFAULT_GOMP_SPINCOUNT = "1000"
+
+
+def apply_openmp_defaults(threads: int) -> None:
+    """Bound OpenMP's busy-waiting before llama_cpp (and so libgomp) is first imported."""
+    from agent.config import runtime_threads_env
+
+    user = runtime_threads_env()
+    if threads > 1 and "OMP_WAIT_POLICY" not in user and "GOMP_SPINCOUNT" not in user:
+        os.environ["GOMP_SPINCOUNT"] = DEFAULT_GOMP_SPINCOUNT
 
 
 _LOAD_LOCK = threading.Lock()
@@ -205,6 +221,7 @@ def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int |
     with _LOAD_LOCK:
         if key in _LOADED:
             return _LOADED[key]
+        apply_openmp_defaults(threads)  # libgomp reads its environment once, when it loads
         try:
             import llama_cpp  # heavy import, deferred until a model is really needed
         except ImportError as exc:

@@ -95,3 +95,17 @@ def test_thread_choice_respects_explicit_setting_and_load(monkeypatch):
     assert local_model.choose_threads(0) == 1
     monkeypatch.setattr(local_model.os, "getloadavg", lambda: (5.0, 0, 0))
     assert local_model.choose_threads(0) == 1
+    # Several threads get a bounded OpenMP spin, unless the user chose a wait policy.
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    local_model.apply_openmp_defaults(1)
+    assert "GOMP_SPINCOUNT" not in local_model.os.environ
+    local_model.apply_openmp_defaults(2)
+    assert local_model.os.environ["GOMP_SPINCOUNT"] == local_model.DEFAULT_GOMP_SPINCOUNT
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
+    local_model.apply_openmp_defaults(2)
+    assert local_model.os.environ["GOMP_SPINCOUNT"] == "300000"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    local_model.apply_openmp_defaults(2)
+    assert "GOMP_SPINCOUNT" not in local_model.os.environ
