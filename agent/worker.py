@@ -1,0 +1,596 @@
+"""The long-running worker (`evolve run`) and the queue it reads (`evolve submit`).
+
+Durability comes from the database, not from the process: a queue item is `queued`, then
+`running` while it is being solved, then `done` or `error`. Episodes are keyed by the queue
+item (`worker/q<id>`), so a worker killed mid-task that starts again finds the item still
+`running`, solves it once (or picks up the episode already stored) and never duplicates it.
+
+Failures are sorted the way agent/errors.py sorts them: a crash inside one task (tool error,
+model error, timeout) becomes an episode with verdict "error" and the worker goes on;
+`ModelUnavailable` (the endpoint is down after the model layer's own retries) keeps the item in
+place and waits with growing pauses; SIGTERM or Ctrl-C lets the current task finish, then the
+worker writes its heartbeat and exits 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from sqlmodel import col, func, select
+
+from agent.config import ConfigError, Settings
+from agent.errors import EvolveError, ModelUnavailable
+from agent.policy import PolicySpec, incumbent
+from agent.tasks.base import Verdict, verify_code, verify_qa
+from memory.models import Episode, QueueItem, Task, utcnow
+
+# A question is text a person typed or pasted; anything longer is almost surely a mistake
+# (a file pasted whole), and would not fit the embedded model's context anyway.
+MAX_QUESTION_CHARS = 20_000
+USER_SUITE = "user"
+LOG_ROTATE_BYTES = 50_000_000
+
+
+class InputError(EvolveError):
+    """Bad input from the user (empty or oversized question). Nothing was stored."""
+
+
+class TaskTimeout(EvolveError):
+    """A task ran past the worker's per-task time limit."""
+
+
+def check_question(text: str, *, what: str = "question") -> str:
+    if text is None or not text.strip():
+        raise InputError(f"the {what} is empty; type the {what} in quotes, e.g. evolve submit \"What is 17*24?\"")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InputError(f"the {what} is {len(text):,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
+                         f"Shorten it, or put long material in a tasks file (docs/tasks.md)")
+    return text.strip()
+
+
+def user_task(question: str, *, answer: str = "", suite: str = USER_SUITE, split: str = "train") -> Task:
+    """A task typed by a person: a training task (user tasks are training experience)."""
+    question = check_question(question)
+    digest = hashlib.sha256(f"{question}\x00{answer}".encode()).hexdigest()[:16]
+    return Task(id=f"{suite}/{split}/{digest}", suite=suite, split=split, origin="user", kind="qa",
+                question=question, answer=str(answer).strip())
+
+
+# ---------------------------------------------------------------- the queue
+
+
+def enqueue(store, tasks: list[Task]) -> list[QueueItem]:
+    """Store the tasks and queue one item each, all in one transaction."""
+    for t in tasks:
+        check_question(t.question)
+    store.upsert_tasks(tasks)
+    items = []
+    with store.session() as s:
+        for t in tasks:
+            item = QueueItem(task_id=t.id)
+            s.add(item)
+            items.append(item)
+        s.flush()
+        for item in items:
+            s.refresh(item)
+    return items
+
+
+def submit_question(store, question: str, *, answer: str = "") -> QueueItem:
+    return enqueue(store, [user_task(question, answer=answer)])[0]
+
+
+def submit_file(store, path: Path) -> list[QueueItem]:
+    """Queue every task of a user JSONL file; an invalid file queues nothing (read_task_file
+    validates the whole file first)."""
+    from agent.tasks.userfile import read_task_file
+
+    return enqueue(store, read_task_file(Path(path)))
+
+
+def queue_counts(store) -> dict[str, int]:
+    with store.session(read_only=True) as s:
+        rows = s.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
+    counts = {"queued": 0, "running": 0, "done": 0, "error": 0}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def _set_item(store, item_id: int, **fields) -> None:
+    with store.session() as s:
+        row = s.get(QueueItem, item_id)
+        for k, v in fields.items():
+            setattr(row, k, v)
+        row.updated_at = utcnow()
+        s.add(row)
+
+
+def claim_next(store) -> QueueItem | None:
+    """The oldest queued item, marked running. A write transaction, so two claimers never
+    get the same item."""
+    with store.session() as s:
+        row = s.exec(select(QueueItem).where(QueueItem.status == "queued").order_by(QueueItem.id)).first()
+        if row is None:
+            return None
+        row.status = "running"
+        row.updated_at = utcnow()
+        s.add(row)
+        s.flush()
+        s.refresh(row)
+        return row
+
+
+def requeue_interrupted(store) -> list[int]:
+    """Items left `running` by a worker that died; the caller holds the worker lock, so no
+    live worker owns them."""
+    with store.session() as s:
+        rows = s.exec(select(QueueItem).where(QueueItem.status == "running").order_by(QueueItem.id)).all()
+        for row in rows:
+            row.status = "queued"
+            row.updated_at = utcnow()
+            s.add(row)
+        return [r.id for r in rows]
+
+
+# ---------------------------------------------------------------- feedback
+
+
+def rate_episode(store, episode_id: int, good: bool, why: str = "") -> Episode:
+    """A person's verdict on an episode: pass/fail, reward 1/0, the reason as feedback.
+
+    The experiences the episode showed are credited (or not) only now, since a pending episode
+    said nothing about them."""
+    with store.session() as s:
+        ep = s.get(Episode, episode_id)
+        if ep is None:
+            raise KeyError(f"no episode {episode_id}")
+        ep.verdict = "pass" if good else "fail"
+        ep.reward = 1.0 if good else 0.0
+        ep.feedback = (why.strip() or ("rated good" if good else "rated bad"))[:2000]
+        s.add(ep)
+        s.flush()
+        s.refresh(ep)
+    if ep.shown_experience_ids:
+        store.record_usage(ep.id, ep.shown_experience_ids, good)
+    return ep
+
+
+# ---------------------------------------------------------------- logging and heartbeat
+
+
+class JsonLog:
+    """One JSON object per line: `{"ts", "event", ...}`. Rotated once at LOG_ROTATE_BYTES so a
+    worker that runs for weeks keeps at most two files."""
+
+    def __init__(self, path: Path, *, echo: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
+        line = json.dumps(record, default=str, ensure_ascii=False)
+        with self._lock:
+            try:
+                if self.path.stat().st_size > LOG_ROTATE_BYTES:
+                    self.path.replace(self.path.with_suffix(self.path.suffix + ".1"))
+            except FileNotFoundError:
+                pass
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        if self.echo is not None:
+            self.echo(line)
+
+
+def worker_dir(settings: Settings) -> Path:
+    return settings.home / "worker"
+
+
+def heartbeat_path(settings: Settings) -> Path:
+    return worker_dir(settings) / "heartbeat.json"
+
+
+def log_path(settings: Settings) -> Path:
+    return settings.home / "logs" / "worker.jsonl"
+
+
+def read_heartbeat(settings: Settings) -> dict[str, Any] | None:
+    try:
+        return json.loads(heartbeat_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def heartbeat_state(beat: dict[str, Any] | None, *, now: float | None = None, stale_after_s: float = 120.0) -> str:
+    """"running", "stopped" (clean exit), "stale" (no beat lately, or the process is gone), "never"."""
+    if not beat:
+        return "never"
+    if beat.get("state") == "stopped":
+        return "stopped"
+    now = time.time() if now is None else now
+    if now - float(beat.get("unix", 0)) > stale_after_s or not _pid_alive(int(beat.get("pid", 0))):
+        return "stale"
+    return "running"
+
+
+# ---------------------------------------------------------------- the worker
+
+
+class Worker:
+    """Takes queue items one at a time and solves them with the incumbent policy.
+
+    `improve` is called (under the improvement lock) every `improve_every` episodes and/or at
+    the fire times of `schedule` (a cron line); `improve_every=0` and no schedule mean never."""
+
+    def __init__(self, settings: Settings, store, model, *, tools: list | None = None,
+                 improve: Callable[[], dict] | None = None, improve_every: int = 0,
+                 schedule: str | None = None, task_timeout_s: float = 600.0,
+                 poll_s: float = 2.0, exit_when_empty: bool = False, max_items: int | None = None,
+                 backoff_s: float = 5.0, backoff_max_s: float = 300.0, sandbox=None,
+                 log: JsonLog | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 wait: Callable[[float], None] | None = None) -> None:
+        if improve_every < 0:
+            raise ConfigError(f"--improve-every must be >= 0, got {improve_every}")
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self._all_tools = tools
+        self.improve = improve
+        self.improve_every = improve_every
+        self.trigger = None
+        if schedule:
+            from agent.schedule import parse_cron
+
+            self.trigger = parse_cron(schedule)
+        self.task_timeout_s = task_timeout_s
+        self.poll_s = poll_s
+        self.exit_when_empty = exit_when_empty
+        self.max_items = max_items
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.sandbox = sandbox
+        self.log = log or JsonLog(log_path(settings))
+        self.clock = clock
+        self.wall = wall
+        self.stop = threading.Event()
+        self._wait = wait or self.stop.wait
+        self._deadline: float | None = None
+        self._current: dict[str, Any] = {}
+        self._solver = None
+        self._solver_policy: str | None = None
+        self._state_path = worker_dir(settings) / "state.json"
+        self.state = self._load_state()
+        self.counts = {"done": 0, "error": 0, "outages": 0, "improvements": 0}
+
+    # -- persistent trigger state -----------------------------------------------------------
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return {"episodes_since_improve": 0, "last_fire": None}
+
+    def _save_state(self) -> None:
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        tmp.replace(self._state_path)
+
+    def beat(self, state: str, **extra: Any) -> None:
+        path = heartbeat_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"pid": os.getpid(), "state": state, "unix": time.time(),
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "current": self._current or None, "counts": self.counts, **extra}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, default=str))
+        tmp.replace(path)
+
+    # -- solving ------------------------------------------------------------------------------
+
+    def _tools(self) -> list:
+        if self._all_tools is None:
+            from tools.registry import default_tools
+
+            self._all_tools = default_tools(self.settings)
+        return self._all_tools
+
+    def _solver_for(self, policy):
+        # Rebuilt only when the incumbent moves: a promotion may change tools or step budget.
+        if self._solver is None or self._solver_policy != policy.id:
+            from agent.solver import Solver
+
+            spec = PolicySpec.model_validate(policy.spec)
+            tools = [t for t in self._tools() if t.name in spec.tools]
+            self._solver = Solver(self.model, tools, max_steps=spec.max_steps,
+                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
+                                  on_event=self._on_event)
+            self._solver_policy = policy.id
+        return self._solver
+
+    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {"item": self._current.get("item")}
+        if kind == "thought":
+            fields["chars"] = len(data.get("text", ""))
+        elif kind == "action":
+            fields.update(action=data.get("action"), input=str(data.get("input", ""))[:200])
+        elif kind == "observation":
+            fields.update(tool=data.get("tool"), ok=data.get("ok"), content=str(data.get("content", ""))[:200])
+        else:
+            fields.update({k: str(v)[:200] for k, v in data.items()})
+        self.log(f"step_{kind}", **fields)
+        # The solver has no clock of its own: the limit is checked between steps, and a single
+        # model call is bounded by the model layer's timeout.
+        if self._deadline is not None and self.clock() > self._deadline and kind != "final":
+            raise TaskTimeout(f"task ran past the {self.task_timeout_s:g} s limit")
+
+    def _attempt(self, item: QueueItem, task: Task, policy) -> Episode:
+        from agent.attempt import build_context, run_attempt
+
+        solver = self._solver_for(policy)
+        run_key = f"worker/q{item.id}"
+        verifiable = bool(task.answer.strip()) or bool(task.tests.strip())
+        if verifiable:
+            return run_attempt(store=self.store, solver=solver, suite=_Verifier(), task=task, policy=policy,
+                               run_key=run_key, source="worker", sandbox=self.sandbox)
+        # No reference: the episode waits for a person's rating (rate_episode), and the
+        # experiences it showed are credited only then.
+        existing = self.store.episode_by_key(run_key)
+        if existing is not None:
+            return existing
+        spec = PolicySpec.model_validate(policy.spec)
+        ctx = build_context(self.store, spec, task.question, exclude_task_ids=[task.id])
+        started = time.perf_counter()
+        episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
+                          model_fingerprint=self.model.fingerprint, source="worker",
+                          shown_experience_ids=ctx.experience_ids, verdict="pending")
+        try:
+            result = solver.solve(task.question, spec, ctx)
+        except ModelUnavailable:
+            raise
+        except Exception as exc:
+            episode.verdict = "error"
+            episode.error = f"{type(exc).__name__}: {exc}"[:2000]
+            episode.latency_s = time.perf_counter() - started
+            return self.store.add_episode(episode)
+        episode.trajectory = result.trajectory
+        episode.final_answer = result.final_answer
+        episode.error = result.error
+        episode.prompt_tokens = result.usage.prompt_tokens
+        episode.completion_tokens = result.usage.completion_tokens
+        episode.latency_s = time.perf_counter() - started
+        return self.store.add_episode(episode)
+
+    def process(self, item: QueueItem) -> str:
+        """Solve one claimed item. Returns "done", "error" or "outage" (item kept running)."""
+        task = self.store.get_task(item.task_id)
+        self._current = {"item": item.id, "task": item.task_id}
+        if task is None:
+            _set_item(self.store, item.id, status="error", error=f"task {item.task_id!r} is missing from the store")
+            self.log("task_error", item=item.id, error="task missing")
+            self.counts["error"] += 1
+            return "error"
+        policy = incumbent(self.store)
+        self.log("task_start", item=item.id, task=task.id, policy=policy.id)
+        self.beat("solving")
+        self._deadline = self.clock() + self.task_timeout_s if self.task_timeout_s > 0 else None
+        started = self.clock()
+        try:
+            episode = self._attempt(item, task, policy)
+        except ModelUnavailable as exc:
+            self.log("model_unavailable", item=item.id, error=str(exc)[:500])
+            return "outage"
+        except Exception as exc:  # the verifier or the store failed on this task; go on
+            message = f"{type(exc).__name__}: {exc}"[:2000]
+            _set_item(self.store, item.id, status="error", error=message)
+            self.log("task_error", item=item.id, task=task.id, error=message)
+            self.counts["error"] += 1
+            return "error"
+        finally:
+            self._deadline = None
+        status = "error" if episode.verdict == "error" else "done"
+        _set_item(self.store, item.id, status=status, episode_id=episode.id, error=episode.error if status == "error" else "")
+        self.counts[status] += 1
+        self.log("task_error" if status == "error" else "task_done", item=item.id, task=task.id,
+                 episode=episode.id, verdict=episode.verdict, answer=episode.final_answer[:200],
+                 error=episode.error[:500], tokens=episode.prompt_tokens + episode.completion_tokens,
+                 seconds=round(self.clock() - started, 3))
+        self.state["episodes_since_improve"] = self.state.get("episodes_since_improve", 0) + 1
+        self._save_state()
+        return status
+
+    # -- improvement trigger ------------------------------------------------------------------
+
+    def _improvement_due(self) -> str | None:
+        if self.improve is None:
+            return None
+        if self.improve_every and self.state.get("episodes_since_improve", 0) >= self.improve_every:
+            return f"every {self.improve_every} episodes"
+        if self.trigger is not None:
+            now = self.wall()
+            last = self.state.get("last_fire")
+            prev = datetime.fromisoformat(last) if last else None
+            if prev is None:
+                # The schedule starts counting when the worker first sees it, not in the past.
+                self.state["last_fire"] = now.isoformat()
+                self._save_state()
+                return None
+            fire = self.trigger.get_next_fire_time(prev, prev)
+            if fire is not None and fire <= now:
+                self.state["last_fire"] = now.isoformat()
+                return "schedule"
+        return None
+
+    def maybe_improve(self) -> None:
+        reason = self._improvement_due()
+        if reason is None:
+            return
+        from agent.schedule import LockBusy, improvement_lock
+
+        self.beat("improving")
+        try:
+            with improvement_lock(self.settings, overlap="skip", what="worker"):
+                self.log("improve_start", reason=reason)
+                started = self.clock()
+                try:
+                    summary = self.improve()
+                except Exception as exc:  # the loop failing must not stop the worker
+                    self.log("improve_error", error=f"{type(exc).__name__}: {exc}"[:1000])
+                else:
+                    self.counts["improvements"] += 1
+                    self.log("improve_done", seconds=round(self.clock() - started, 3),
+                             stop_reason=(summary or {}).get("stop_reason", ""),
+                             incumbent=(summary or {}).get("incumbent"))
+        except LockBusy as busy:
+            self.log("improve_skipped", reason=str(busy))
+        self.state["episodes_since_improve"] = 0
+        self._save_state()
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, frame=None) -> None:
+        if not self.stop.is_set():
+            self.log("stop_requested", signal=signal.Signals(signum).name if signum else "call")
+        self.stop.set()
+
+    def run(self) -> int:
+        """Process the queue until stopped. Returns the exit code (0 on a requested stop)."""
+        self.settings.ensure_dirs()
+        lock = FileLock(str(self.settings.locks_dir / "worker.lock"), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            beat = read_heartbeat(self.settings) or {}
+            raise ConfigError(f"another worker is already running on {self.settings.home} "
+                              f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
+        restore = self._install_signals()
+        try:
+            resumed = requeue_interrupted(self.store)
+            self.log("worker_start", pid=os.getpid(), resumed=resumed, queue=queue_counts(self.store),
+                     improve_every=self.improve_every, schedule=bool(self.trigger))
+            self.beat("starting")
+            processed = 0
+            outages = 0
+            while not self.stop.is_set():
+                if self.max_items is not None and processed >= self.max_items:
+                    self.log("max_items_reached", processed=processed)
+                    break
+                item = claim_next(self.store)
+                if item is None:
+                    self.maybe_improve()
+                    if self.exit_when_empty:
+                        self.log("queue_empty")
+                        break
+                    self.beat("idle")
+                    self._wait(self.poll_s)
+                    continue
+                result = self.process(item)
+                while result == "outage" and not self.stop.is_set():
+                    outages += 1
+                    self.counts["outages"] += 1
+                    pause = min(self.backoff_max_s, self.backoff_s * 2 ** min(outages - 1, 16))
+                    self.log("backoff", item=item.id, attempt=outages, retry_in_s=pause)
+                    self.beat("waiting for model", retry_in_s=pause)
+                    self._wait(pause)
+                    if self.stop.is_set():
+                        break
+                    result = self.process(item)
+                if result == "outage":
+                    # Stopped while the endpoint was down: the item goes back in line.
+                    _set_item(self.store, item.id, status="queued")
+                    break
+                outages = 0
+                processed += 1
+                self._current = {}
+                self.beat("between tasks")
+                self.maybe_improve()
+            self._current = {}
+            self.log("worker_stop", processed=processed, counts=self.counts, queue=queue_counts(self.store))
+            self.beat("stopped")
+            return 0
+        finally:
+            restore()
+            lock.release()
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+class _Verifier:
+    """Verification for queued tasks of any suite: code tasks by their tests, the rest by
+    their reference answer (built-in suites verify the same way, see agent/tasks/base.py)."""
+
+    def verify(self, task: Task, answer: str, *, sandbox=None) -> Verdict:
+        if task.kind == "code":
+            return verify_code(task, answer, sandbox)
+        return verify_qa(task, answer)
+
+
+# ---------------------------------------------------------------- status
+
+
+def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
+    """What `evolve status` shows: queue, worker heartbeat, incumbent, last cycles and errors."""
+    from memory.models import Cycle, Policy, Pointer, Promotion
+
+    with store.session(read_only=True) as s:
+        pointer = s.get(Pointer, "incumbent")
+        policy = s.get(Policy, pointer.policy_id) if pointer else None
+        cycles = s.exec(select(Cycle).order_by(col(Cycle.id).desc()).limit(limit)).all()
+        promotions = s.exec(select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)).all()
+        queue_errors = s.exec(select(QueueItem).where(QueueItem.status == "error")
+                              .order_by(col(QueueItem.updated_at).desc()).limit(limit)).all()
+        episode_errors = s.exec(select(Episode).where(Episode.verdict == "error")
+                                .order_by(col(Episode.id).desc()).limit(limit)).all()
+        pending = int(s.exec(select(func.count()).select_from(Episode).where(Episode.verdict == "pending")).one())
+    beat = read_heartbeat(settings)
+    spec = PolicySpec.model_validate(policy.spec) if policy else None
+    return {
+        "home": str(settings.home),
+        "queue": queue_counts(store),
+        "pending_feedback": pending,
+        "worker": {"state": heartbeat_state(beat), **({k: beat.get(k) for k in ("pid", "at", "state", "current", "counts")}
+                                                      if beat else {})},
+        "incumbent": None if policy is None else {
+            "id": policy.id, "version": policy.version, "note": policy.note,
+            "insights": len(spec.insights), "exemplars_k": spec.exemplars_k, "tools": list(spec.tools)},
+        "cycles": [{"number": c.number, "run": c.run_id, "status": c.status, "stop_reason": c.stop_reason,
+                    "tokens": c.tokens, "started": c.started_at.isoformat(timespec="seconds") if c.started_at else None}
+                   for c in cycles],
+        "promotions": [{"cycle": p.cycle, "decision": p.decision, "candidate": p.candidate_id,
+                        "delta": round(p.delta, 4), "ci": [round(p.ci_low, 4), round(p.ci_high, 4)]}
+                       for p in promotions],
+        "errors": [{"item": q.id, "task": q.task_id, "error": q.error[:200]} for q in queue_errors]
+                  + [{"episode": e.id, "task": e.task_id, "error": e.error[:200]} for e in episode_errors
+                     if not any(q.episode_id == e.id for q in queue_errors)][:limit],
+    }
