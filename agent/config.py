@@ -102,6 +102,9 @@ class LoopSettings(BaseModel):
     min_delta: float = 0.0
     bootstrap_samples: int = 2000
     recursion_limit: int = 10_007
+    self_propose: bool = False
+    # Write verified train episodes as chat fine-tuning JSONL at each update (in-weight path).
+    finetune_export: bool = False
 
 
 class Settings(BaseSettings):

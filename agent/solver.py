@@ -1,0 +1,253 @@
+"""The acting agent: a LangGraph subgraph (model node <-> tool node) with step and token budgets.
+
+Each model turn is one JSON object {"thought", "action", "input"} constrained by a schema, a
+flat shape a 0.5B model fills reliably. A reply that does not parse goes back to the model as
+an observation; at the step or token budget only "final_answer" remains allowed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from agent import prompts
+from agent.errors import OutputParseError
+from agent.llm import ChatModel, Usage
+from agent.policy import PolicySpec
+
+FINAL = "final_answer"
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def action_schema(tool_names: Sequence[str], *, final_only: bool, with_thought: bool = True,
+                  thought_chars: int = 700, input_chars: int = 400) -> dict[str, Any]:
+    # maxLength makes the grammar close each string in time: without it a small model's
+    # reasoning runs past max_tokens and the reply is cut mid-string (measured on the 0.5B).
+    names = [FINAL] if final_only else [*tool_names, FINAL]
+    schema = {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string", "maxLength": thought_chars},
+            "action": {"type": "string", "enum": names},
+            "input": {"type": "string", "maxLength": input_chars},
+        },
+        "required": ["thought", "action", "input"],
+    }
+    if not with_thought:
+        del schema["properties"]["thought"]
+        schema["required"] = ["action", "input"]
+    return schema
+
+
+@dataclass
+class Context:
+    """What the prompt shows besides the question: chosen by the policy and the store."""
+
+    insights: list[str] = field(default_factory=list)
+    exemplars: list[str] = field(default_factory=list)
+    skills: list[str] = field(default_factory=list)
+    experience_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SolveResult:
+    final_answer: str
+    trajectory: list[dict[str, Any]]
+    steps: int
+    usage: Usage
+    forced: bool = False
+    error: str = ""
+
+
+class SolverState(TypedDict, total=False):
+    messages: list[dict[str, Any]]
+    trajectory: list[dict[str, Any]]
+    steps: int
+    tokens: int
+    pending: dict[str, Any] | None
+    final: str | None
+    forced: bool
+
+
+class Solver:
+    def __init__(self, model: ChatModel, tools: Sequence, *, max_steps: int = 4,
+                 max_tokens_per_task: int = 2048, max_tokens_per_step: int = 400,
+                 thought_chars: int = 700, input_chars: int = 400,
+                 on_event: Event | None = None) -> None:
+        self.thought_chars = thought_chars
+        self.input_chars = input_chars
+        self.model = model
+        self.tools = {t.name: t for t in tools}
+        self.max_steps = max_steps
+        self.max_tokens_per_task = max_tokens_per_task
+        self.max_tokens_per_step = max_tokens_per_step
+        self.on_event = on_event or (lambda kind, data: None)
+        self._graph = self._build()
+
+    # --------------------------------------------------------------- graph
+
+    def _build(self):
+        g = StateGraph(SolverState)
+        g.add_node("model", self._model_node)
+        g.add_node("tools", self._tool_node)
+        g.add_edge(START, "model")
+        g.add_conditional_edges("model", self._route, {"tools": "tools", "model": "model", END: END})
+        g.add_edge("tools", "model")
+        return g.compile()
+
+    def _route(self, state: SolverState) -> str:
+        if state.get("final") is not None:
+            return END
+        if state.get("pending"):
+            return "tools"
+        if state["steps"] >= self.max_steps + 1:  # the forced turn also failed to parse
+            return END
+        return "model"
+
+    def _model_node(self, state: SolverState) -> SolverState:
+        steps = state["steps"] + 1
+        final_only = steps >= self.max_steps or state["tokens"] >= self.max_tokens_per_task
+        messages = list(state["messages"])
+        trajectory = list(state["trajectory"])
+        tokens = state["tokens"]
+        if final_only and steps > 1 and not state.get("forced"):
+            messages.append({"role": "user", "content": prompts.FORCE_FINAL})
+        if self._think:
+            # Reason in free text first: small models reason far better unconstrained than inside
+            # a JSON string (measured on the 0.5B: LaTeX, runaway strings), then act in JSON.
+            thought = self.model.complete(messages, max_tokens=self.max_tokens_per_step,
+                                          temperature=self._temperature)
+            tokens += thought.usage.total_tokens
+            messages.append({"role": "assistant", "content": thought.text})
+            trajectory.append({"type": "thought", "text": thought.text})
+            self.on_event("thought", {"text": thought.text})
+            ask = prompts.ACT_FINAL if final_only else prompts.act(list(self.tools.values()))
+            act_messages = [*messages, {"role": "user", "content": ask}]
+        else:
+            act_messages = messages
+        schema = action_schema(list(self.tools), final_only=final_only, with_thought=not self._think,
+                               thought_chars=self.thought_chars, input_chars=self.input_chars)
+        try:
+            # The act turn only names an action; schema_token_budget lifts this to fit maxLength.
+            out = self.model.complete(act_messages, schema=schema,
+                                      max_tokens=64 if self._think else self.max_tokens_per_step,
+                                      temperature=self._temperature)
+            tokens += out.usage.total_tokens
+            action = _validate_action(out.parsed, self.tools)
+        except OutputParseError as exc:
+            raw = exc.raw[:2000]
+            trajectory.append({"type": "parse_error", "error": str(exc), "raw": raw})
+            self.on_event("parse_error", {"error": str(exc)})
+            if self._think:
+                # The reasoning is kept: the next step continues from it.
+                messages.append({"role": "user", "content": prompts.parse_error(str(exc))})
+            else:
+                messages += [{"role": "assistant", "content": raw or "(empty)"},
+                             {"role": "user", "content": prompts.parse_error(str(exc))}]
+            return {"messages": messages, "trajectory": trajectory, "steps": steps,
+                    "tokens": tokens + len(raw) // 4, "pending": None, "forced": final_only}
+        trajectory.append({"type": "action", **action})
+        self.on_event("action", action)
+        if self._think:
+            messages.append({"role": "user", "content": ask})
+        messages.append({"role": "assistant", "content": json.dumps(action)})
+        update: SolverState = {"messages": messages, "trajectory": trajectory, "steps": steps,
+                               "tokens": tokens, "forced": final_only}
+        if action["action"] == FINAL:
+            update["final"] = self._settle(action["input"], trajectory)
+            update["pending"] = None
+        else:
+            update["pending"] = action
+        return update
+
+    def _tool_node(self, state: SolverState) -> SolverState:
+        action = state["pending"]
+        tool = self.tools[action["action"]]
+        started = time.perf_counter()
+        result = tool.invoke(_arguments_for(tool, action["input"]))
+        observation = {"type": "observation", "tool": tool.name, "ok": result.ok,
+                       "content": result.content[:4000], "untrusted": result.untrusted,
+                       "seconds": round(time.perf_counter() - started, 4)}
+        self.on_event("observation", observation)
+        text = prompts.observation(tool.name, result.content[:4000], ok=result.ok,
+                                   untrusted=result.untrusted)
+        return {"messages": [*state["messages"], {"role": "user", "content": text}],
+                "trajectory": [*state["trajectory"], observation], "pending": None}
+
+    def _settle(self, answer: str, trajectory: list[dict[str, Any]]) -> str:
+        """A final answer written as arithmetic ("7 * 5 + 14") is worked out by the calculator:
+        the 0.5B model often stops one evaluation short of the number."""
+        calc = self.tools.get("calculator")
+        stripped = answer.strip()
+        if calc is None or not stripped or not any(op in stripped for op in "+-*/"):
+            return answer
+        result = calc.invoke({"expression": stripped})
+        if result.ok:
+            trajectory.append({"type": "settled", "expression": stripped, "value": result.content})
+            return result.content
+        return answer
+
+    # --------------------------------------------------------------- entry point
+
+    def solve(self, question: str, policy: PolicySpec, context: Context | None = None) -> SolveResult:
+        context = context or Context()
+        self._temperature = policy.temperature
+        self._think = policy.think_first
+        system = prompts.system_message(policy, list(self.tools.values()), insights=context.insights,
+                                        exemplars=context.exemplars, skills=context.skills)
+        start_usage = Usage()
+        start_usage.add(self.model.usage)
+        state: SolverState = {
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+            "trajectory": [{"type": "prompt", "system": system, "question": question}],
+            "steps": 0, "tokens": 0, "pending": None, "final": None, "forced": False,
+        }
+        # Each step is a model node plus at most one tool node.
+        # Run in an empty context: invoked inside a node of the checkpointed loop, the subgraph
+        # would otherwise inherit the loop's checkpointer through the context and, after a
+        # resume, replay a stale earlier solve instead of solving (seen in the kill tests).
+        final_state = contextvars.Context().run(
+            self._graph.invoke, state, {"recursion_limit": 2 * self.max_steps + 6})
+        used = Usage(
+            prompt_tokens=self.model.usage.prompt_tokens - start_usage.prompt_tokens,
+            completion_tokens=self.model.usage.completion_tokens - start_usage.completion_tokens,
+            latency_s=self.model.usage.latency_s - start_usage.latency_s,
+            calls=self.model.usage.calls - start_usage.calls,
+        )
+        final = final_state.get("final")
+        self.on_event("final", {"answer": final or ""})
+        return SolveResult(
+            final_answer=final or "", trajectory=final_state["trajectory"], steps=final_state["steps"],
+            usage=used, forced=bool(final_state.get("forced")),
+            error="" if final is not None else "no final answer within the step budget",
+        )
+
+    _temperature: float = 0.0
+    _think: bool = True
+
+
+def _validate_action(parsed: Any, tools: dict) -> dict[str, str]:
+    if not isinstance(parsed, dict):
+        raise OutputParseError("expected a JSON object", raw=json.dumps(parsed))
+    action = parsed.get("action")
+    if action != FINAL and action not in tools:
+        raise OutputParseError(f"unknown action {action!r}; use one of {[*tools, FINAL]}",
+                               raw=json.dumps(parsed))
+    value = parsed.get("input", "")
+    if not isinstance(value, str):
+        value = json.dumps(value)
+    return {"thought": str(parsed.get("thought", "")), "action": action, "input": value}
+
+
+def _arguments_for(tool, text: str) -> dict[str, Any] | str:
+    """Single-argument tools take the input string as that argument; others take JSON."""
+    props = list(tool.parameters.get("properties", {}))
+    if len(props) == 1:
+        return {props[0]: text}
+    return text  # Tool.invoke parses JSON and reports bad input back to the model
