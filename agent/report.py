@@ -120,8 +120,9 @@ def plot_accuracy(points: list[dict[str, Any]], promotions: list[Promotion]) -> 
         xs = [p["cycle"] + offset for p in pts]
         ys = [p["accuracy"] for p in pts]
         err = [[p["accuracy"] - p["lo"] for p in pts], [p["hi"] - p["accuracy"] for p in pts]]
-        ax.errorbar(xs, ys, yerr=err, fmt="o-" if role == "incumbent" else "s", color=COLORS[role], capsize=4,
-                    label=f"{role} (95% Wilson CI)", lw=1.6 if role == "incumbent" else 0)
+        ax.errorbar(xs, ys, yerr=err, fmt="o" if role == "incumbent" else "s", color=COLORS[role], capsize=4,
+                    label=f"{role} (95% Wilson CI)", ls="-" if role == "incumbent" else "none", lw=1.6,
+                    elinewidth=1.2)
     for p in promotions:
         if p.decision == "promote" and p.cycle is not None:
             ax.axvline(p.cycle, color=COLORS["promote"], lw=1, ls="--", alpha=0.7)
@@ -130,8 +131,12 @@ def plot_accuracy(points: list[dict[str, Any]], promotions: list[Promotion]) -> 
     ax.set_ylim(0, 1.02)
     cycles = sorted({p["cycle"] for p in points})
     ax.set_xticks(cycles)
-    ax.legend(loc="lower right", frameon=False)
-    ax.set_title("Held-out accuracy per cycle (dashed line: candidate promoted)", loc="left", fontsize=11)
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color=COLORS["promote"], ls="--", label="candidate promoted"))
+    # Above the axes, so it never hides a point.
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, frameon=False)
     return _svg(fig)
 
 
@@ -155,9 +160,8 @@ def plot_decisions(promotions: list[Promotion]) -> str:
     from matplotlib.lines import Line2D
 
     ax.legend(handles=[Line2D([], [], marker="o", ls="", color=COLORS[k], label=k) for k in ("promote", "reject")]
-              + [Line2D([], [], color=COLORS["rollback"], label="rollback")], frameon=False, loc="upper left",
-              ncols=3)
-    ax.set_title("Paired improvement behind each decision (95% CI)", loc="left", fontsize=11)
+              + [Line2D([], [], color=COLORS["rollback"], label="rollback")], frameon=False, loc="lower left",
+              bbox_to_anchor=(0, 1.0), ncols=3)
     return _svg(fig)
 
 
@@ -185,7 +189,7 @@ def plot_costs(numbers: list[int], seconds: dict[str, list[float]], tokens: dict
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.2))
     palette = ["#4b6a88", "#e07a1f", "#6a9f58", "#b55d8f", "#999999", "#c9a227"]
-    for ax, table, label in ((a1, seconds, "seconds"), (a2, tokens, "tokens")):
+    for ax, table, label in ((a1, seconds, "seconds per phase"), (a2, tokens, "model tokens per phase")):
         bottom = [0.0] * len(numbers)
         for i, key in enumerate(_ordered(table)):
             vals = table[key]
@@ -194,9 +198,8 @@ def plot_costs(numbers: list[int], seconds: dict[str, list[float]], tokens: dict
         ax.set_xlabel("cycle")
         ax.set_ylabel(label)
         if table:
-            ax.legend(frameon=False, fontsize=8)
-    a1.set_title("Time per phase", loc="left", fontsize=11)
-    a2.set_title("Model tokens per phase", loc="left", fontsize=11)
+            ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4)
+        ax.margins(x=0.15)
     return _svg(fig)
 
 
@@ -224,11 +227,12 @@ def plot_growth(series: dict[str, tuple[list[datetime], list[int]]]) -> str:
     palette = {"episodes": "#4b6a88", "exemplars": "#e07a1f", "insights": "#6a9f58", "skills": "#b55d8f"}
     for name, (times, counts) in sorted(series.items()):
         ax.step(times, counts, where="post", label=name, color=palette.get(name, "#777"))
-    ax.set_yscale("symlog")
-    ax.set_ylabel("rows (log scale)")
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
-    ax.legend(frameon=False, loc="upper left")
-    ax.set_title("Store growth", loc="left", fontsize=11)
+    ax.set_ylabel("rows")
+    ax.set_ylim(bottom=0)
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4)
     return _svg(fig)
 
 
@@ -236,7 +240,8 @@ def ranked_experiences(data: Data, k: int = 5, min_uses: int = 2) -> tuple[list[
     """Most and least useful among experiences shown at least `min_uses` times in train episodes,
     ranked by the lower (best) or upper (worst) Wilson bound, so one lucky use does not top the list."""
     used = [e for e in data.experiences if e.uses >= min_uses]
-    best = sorted(used, key=lambda e: (-wilson(e.successes, e.uses)[0], -e.uses, e.id))[:k]
+    # With few candidates, the better half is "most" and the rest "least", never both.
+    best = sorted(used, key=lambda e: (-wilson(e.successes, e.uses)[0], -e.uses, e.id))[:min(k, (len(used) + 1) // 2)]
     best_ids = {e.id for e in best}
     worst = sorted((e for e in used if e.id not in best_ids),
                    key=lambda e: (wilson(e.successes, e.uses)[1], -e.uses, e.id))[:k]
@@ -252,7 +257,7 @@ h1{font-size:26px;margin:0 0 4px} h2{font-size:18px;margin:0 0 10px}
 .sub{color:#5b6473;margin:0 0 22px}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:12px;margin-bottom:22px}
 .card{background:#fff;border-radius:10px;padding:12px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.card b{display:block;font-size:24px} .card span{color:#5b6473;font-size:13px}
+.card b{display:block;font-size:24px} .card b.small{font-size:17px;line-height:1.9;word-break:break-all} .card span{color:#5b6473;font-size:13px}
 section{background:#fff;border-radius:10px;padding:18px 20px;margin-bottom:18px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 section svg{width:100%;height:auto}
 table{border-collapse:collapse;width:100%;font-size:13.5px;margin-top:8px}
@@ -293,10 +298,11 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
              "<h1>evolve report</h1>",
              f'<p class="sub">Generated {_e(generated.strftime("%Y-%m-%d %H:%M UTC"))} from the store. '
              "Accuracy is on held-out tasks the agent never learned from.</p>",
-             '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>'
+             '<div class="cards">' + "".join(f'<div class="card"><b{" class=small" if len(v) > 9 else ""}>{_e(v)}</b>'
+                                             f'<span>{_e(k)}</span></div>'
                                              for v, k in cards) + "</div>"]
 
-    parts.append('<section id="accuracy"><h2>Held-out accuracy</h2>')
+    parts.append('<section id="accuracy"><h2>Held-out accuracy per cycle</h2>')
     if points:
         parts.append(plot_accuracy(points, data.promotions))
         rows = "".join(
@@ -312,6 +318,9 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
     parts.append('<section id="decisions"><h2>Promotions and rollbacks</h2>')
     if data.promotions:
         if decisions or any(p.decision == "rollback" for p in data.promotions):
+            parts.append("<p class=sub>Each point is the paired difference in held-out accuracy between the "
+                         "candidate and the incumbent on the same tasks; a candidate is promoted only when "
+                         "the difference is significant.</p>")
             parts.append(plot_decisions(data.promotions))
         rows = "".join(
             f"<tr><td>{_e(p.created_at.strftime('%Y-%m-%d %H:%M'))}</td><td class=num>{_e(p.cycle if p.cycle is not None else '')}</td>"
