@@ -99,7 +99,7 @@ def tool_python(file: str = typer.Argument(..., help="A Python file, or - for st
     from tools.registry import main_python
 
     code_text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    code, text = main_python(_settings(), code_text)
+    code, text = main_python(code_text, _settings())
     out.print(text, markup=False, highlight=False)
     raise typer.Exit(code)
 
@@ -109,12 +109,227 @@ def tool_fetch(url: str) -> None:
     """Fetch a web page through the SSRF-guarded browser and print its text."""
     from tools.registry import main_fetch
 
-    code, text = main_fetch(_settings(), url)
+    code, text = main_fetch(url, _settings())
     (out if code == 0 else err).print(text, markup=False, highlight=False)
     raise typer.Exit(code)
 
 
+# ---------------------------------------------------------------- the loop
+
+
+class _Bars:
+    """Rich progress bars fed by the loop's (phase, done, total) callback."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+@app.command()
+def improve(
+    suite: str = typer.Option(None, help="gsm8k, arith or code (default: settings' loop.suite)."),
+    tasks: Optional[Path] = typer.Option(None, "--tasks", help="A user task file (JSONL); see docs/tasks.md."),
+    cycles: int = typer.Option(None, help="Improvement cycles to run."),
+    train: int = typer.Option(None, help="Train tasks attempted per cycle."),
+    dev: int = typer.Option(None, help="Dev tasks the promotion gate evaluates on."),
+    resume: bool = typer.Option(False, "--resume", help="Finish the last interrupted run."),
+    schedule: str = typer.Option(None, "--schedule", help='Run on a cron schedule, e.g. "0 3 * * *".'),
+    overlap: str = typer.Option("skip", help="When a scheduled run is due while one runs: skip or wait."),
+) -> None:
+    """Run self-improvement cycles: acquire, refine, update, evaluate, promote or reject."""
+    from agent.graph import run_improve
+
+    settings = _settings()
+
+    def job() -> dict:
+        with _progress() as progress:
+            summary = run_improve(settings, suite=suite, cycles=cycles, train=train, dev=dev,
+                                  tasks_file=tasks, resume=resume, progress=_Bars(progress))
+        _print_summary(summary)
+        return summary
+
+    if schedule:
+        from agent.schedule import run_scheduled
+
+        run_scheduled(settings, schedule, job, overlap=overlap)
+        return
+    job()
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {summary['run_id']}")
+    for col in ("cycle", "train pass", "exemplars+", "insight ops", "candidate", "dev inc→cand", "Δ [95% CI]",
+                "p", "decision"):
+        table.add_column(col)
+    for h in summary["history"]:
+        ev = h.get("evaluate") or {}
+        ref = h.get("refine") or {}
+        acq = h.get("acquire") or {}
+        ops = sum(ref.get(k, 0) for k in ("add", "agree", "edit", "remove"))
+        table.add_row(
+            str(h.get("cycle")), f"{acq.get('passed', 0)}/{acq.get('total', 0)}", str(ref.get("exemplar", 0)),
+            str(ops), (h.get("update") or {}).get("candidate_id", "-"),
+            f"{ev['incumbent_acc']:.2f}→{ev['candidate_acc']:.2f}" if ev else "-",
+            f"{ev['delta']:+.2f} [{ev['ci_low']:+.2f}, {ev['ci_high']:+.2f}]" if ev else "-",
+            f"{ev['p_value']:.3f}" if ev else "-", h.get("decision", "-"))
+    out.print(table)
+    out.print(f"stopped: {summary['stop_reason']} · incumbent {summary['incumbent']} · "
+              f"{summary['tokens']} tokens · {summary['elapsed_s']:.0f}s "
+              f"({summary['model_seconds']:.0f}s in the model)")
+
+
+@app.command("eval")
+def eval_cmd(
+    policy: list[str] = typer.Option(["incumbent"], "--policy",
+                                     help="Policy id, 'incumbent' or 'initial'; repeat to compare on the same items."),
+    split: str = typer.Option("test", help="test or dev (never train)."),
+    suite: str = typer.Option(None, help="Task suite (default: settings' loop.suite)."),
+    tasks: Optional[Path] = typer.Option(None, "--tasks", help="A user task file (JSONL)."),
+    limit: int = typer.Option(None, help="Evaluate a seeded random subset of this size."),
+    seed: int = typer.Option(0, help="Seed of the subset."),
+) -> None:
+    """Accuracy of one or more policies on held-out tasks, with 95% confidence intervals."""
+    from agent.evaluate import dev_tasks, evaluate_policy
+    from agent.policy import INCUMBENT, ensure_initial
+    from agent.runtime import make_runtime
+    from agent.stats import compare, wilson_interval
+
+    if split not in ("dev", "test"):
+        raise ConfigError(f"--split {split!r}: evaluation uses held-out splits only (dev or test)")
+    settings = _settings()
+    suite_name = "file" if tasks else (suite or settings.loop.suite)
+    rt = make_runtime(settings, suite=suite_name, tasks_file=tasks)
+    ensure_initial(rt.store)
+    items = dev_tasks(rt, split, limit=limit, seed=seed)
+    if not items:
+        raise ConfigError(f"suite {suite_name!r} has no {split} tasks")
+    results = {}
+    with _progress() as progress:
+        rt.progress = _Bars(progress)
+        for name in policy:
+            pid = _policy_id(rt.store, name)
+            results[pid] = evaluate_policy(rt, rt.store.get_policy(pid), items, split=split, seed=seed,
+                                           phase="eval")
+    ids = [t.id for t in items]
+    for pid, res in results.items():
+        k = sum(res.values())
+        lo, hi = wilson_interval(k, len(ids))
+        out.print(f"{pid}: {k}/{len(ids)} = {k / len(ids):.3f}  95% CI [{lo:.3f}, {hi:.3f}]  "
+                  f"({suite_name} {split}, n={len(ids)}, seed={seed})")
+    if len(results) >= 2:
+        (a, ra), (b, rb) = list(results.items())[:2]
+        ev = compare([rb[t] for t in ids], [ra[t] for t in ids], samples=settings.loop.bootstrap_samples)
+        out.print(f"{b} - {a}: {ev['delta']:+.3f}  95% CI [{ev['ci_low']:+.3f}, {ev['ci_high']:+.3f}]  "
+                  f"wins {ev['wins']} losses {ev['losses']}  McNemar p={ev['p_value']:.4f}")
+    u = rt.model.usage
+    out.print(f"[dim]{u.calls} model calls, {u.total_tokens} tokens, {u.latency_s:.0f}s in the model[/dim]")
+
+
+def _policy_id(store, name: str) -> str:
+    from agent.policy import INCUMBENT, ensure_initial
+
+    if name == "incumbent":
+        return ensure_initial(store).id
+    if name == "initial":
+        return min(store.policies(), key=lambda p: p.version).id
+    if store.get_policy(name) is None:
+        raise ConfigError(f"no policy {name!r}; `evolve policy list` shows the known ones")
+    return name
+
+
+# ---------------------------------------------------------------- policy
+
+
+def _store():
+    from memory.store import Store
+
+    return Store(_settings())
+
+
+@policy_app.command("list")
+def policy_list() -> None:
+    """All policies, newest first, with the incumbent marked."""
+    from agent.policy import INCUMBENT
+
+    store = _store()
+    current = store.get_pointer(INCUMBENT)
+    for p in sorted(store.policies(), key=lambda p: p.version, reverse=True):
+        mark = "*" if p.id == current else " "
+        spec = p.spec
+        out.print(f"{mark} {p.id}  v{p.version}  parent={p.parent_id or '-'}  exemplars_k={spec.get('exemplars_k')} "
+                  f"insights={len(spec.get('insights', []))}  {p.note}", markup=False)
+
+
+@policy_app.command("show")
+def policy_show(policy_id: str = typer.Argument("incumbent")) -> None:
+    """Show one policy's full contents."""
+    store = _store()
+    pid = _policy_id(store, policy_id)
+    p = store.get_policy(pid)
+    out.print_json(data={"id": p.id, "version": p.version, "parent": p.parent_id, "digest": p.digest,
+                         "spec": p.spec})
+
+
+@policy_app.command("rollback")
+def policy_rollback(to: str = typer.Option(None, help="Policy id to restore (default: the one the last "
+                                                      "promotion replaced).")) -> None:
+    """Move the incumbent back to an earlier policy."""
+    from agent.policy import rollback
+
+    row = rollback(_store(), to)
+    out.print(f"incumbent {row.incumbent_before} -> {row.incumbent_after} (rolled back)")
+
+
+# ---------------------------------------------------------------- memory
+
+
+@memory_app.command("stats")
+def memory_stats() -> None:
+    """Counts of tasks, episodes and experiences by kind, split and trust."""
+    out.print_json(data=_store().stats())
+
+
+@memory_app.command("search")
+def memory_search(text: str, k: int = typer.Option(5, help="How many results.")) -> None:
+    """Experiences most similar to TEXT (all kinds, retrievable ones only)."""
+    store = _store()
+    for exp, score in store.search_scored(text, k):
+        out.print(f"[bold]#{exp.id}[/bold] {exp.kind} {score:.3f} uses={exp.uses} "
+                  f"usefulness={exp.usefulness:.2f}")
+        out.print("  " + exp.content[:300].replace("\n", "\n  "), markup=False, highlight=False)
+
+
+@memory_app.command("reindex")
+def memory_reindex() -> None:
+    """Rebuild the Chroma index from the database (the source of truth)."""
+    n = _store().reindex()
+    out.print(f"reindexed {n} experiences")
+
+
 # ---------------------------------------------------------------- entry point
+
+
+def _register_surfaces() -> None:
+    from agent.cli_surfaces import register
+
+    register(app)
+
+
+_register_surfaces()
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -26,7 +26,7 @@ from agent import update as update_phase
 from agent.config import ConfigError, Settings
 from agent.llm import ChatModel
 from agent.policy import INCUMBENT, ensure_initial, promote
-from agent.runtime import Runtime
+from agent.runtime import Runtime, make_runtime
 from memory.models import Cycle, Promotion, utcnow
 
 
@@ -193,11 +193,6 @@ def run_improve(settings: Settings, *, suite: str | None = None, cycles: int | N
                 resume: bool = False, model: ChatModel | None = None, store=None, clock=None,
                 progress=None, log=None, sandbox=None, run_id: str | None = None) -> dict:
     """Run improvement cycles; returns a summary with the stop reason and the incumbent."""
-    from agent.llm import make_model
-    from agent.tasks import get_suite
-    from memory.store import Store
-    from tools.registry import default_tools
-
     settings.ensure_dirs()
     last_file = _last_run_file(settings)
     if resume:
@@ -211,18 +206,8 @@ def run_improve(settings: Settings, *, suite: str | None = None, cycles: int | N
         overrides = {k: v for k, v in {"train_per_cycle": train, "dev_size": dev}.items() if v is not None}
         overrides["cycles"] = cycles or settings.loop.cycles
     settings = settings.model_copy(update={"loop": settings.loop.model_copy(update=overrides)})
-    suite_obj = get_suite(suite, tasks_file=tasks_file)
-    if store is None:
-        store = Store(settings)
-    if model is None:
-        model = make_model(settings)
-    if sandbox is None and suite == "code":
-        from tools.sandbox import Sandbox
-
-        sandbox = Sandbox(settings.sandbox)
-    rt = Runtime(settings=settings, model=model, store=store, suite=suite_obj, tools=default_tools(settings),
-                 sandbox=sandbox, clock=clock or time.monotonic,
-                 progress=progress or (lambda *a: None), log=log or (lambda *a: None))
+    rt = make_runtime(settings, suite=suite, tasks_file=tasks_file, model=model, store=store,
+                      sandbox=sandbox, clock=clock, progress=progress, log=log)
     if resume:
         run_id = saved["run_id"]
     else:

@@ -96,7 +96,8 @@ def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
 def refine(rt: Runtime, *, run_id: str, cycle: int, policy_id: str) -> dict:
     prefix = f"{run_id}/c{cycle}/acquire/"
     episodes = [e for e in rt.store.episodes(cycle=cycle, source="acquire") if e.run_key.startswith(prefix)]
-    counts = {"exemplar": 0, "skill": 0, "add": 0, "agree": 0, "edit": 0, "remove": 0, "other": 0}
+    counts = {"exemplar": 0, "corrected": 0, "skill": 0, "add": 0, "agree": 0, "edit": 0, "remove": 0,
+              "other": 0}
     for i, ep in enumerate(episodes):
         task = rt.store.get_task(ep.task_id)
         if task is None or task.split != "train":
@@ -116,5 +117,13 @@ def refine(rt: Runtime, *, run_id: str, cycle: int, policy_id: str) -> dict:
         elif ep.verdict == "fail":
             op = analyse_failure(rt, task, ep, policy_id)
             counts[op if op in counts else "other"] += 1
+            reference = task.meta.get("solution") if task.kind != "code" else None
+            if reference:
+                # Correction: a train task's reference solution is verified by construction, so the
+                # failure still yields a worked example (the survey's refinement by correction).
+                text = f"Question: {task.question}\nSolution: {reference.strip()}\nThe answer is {task.answer}."
+                added = rt.store.add_experience("exemplar", text, key=task.question, trust="verified",
+                                                meta={"from": "reference"}, **provenance)
+                counts["corrected"] += added is not None
         rt.progress("refine", i + 1, len(episodes))
     return counts

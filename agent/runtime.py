@@ -38,3 +38,29 @@ class Runtime:
 
     def timed_model_seconds(self) -> float:
         return self.model.usage.latency_s
+
+
+def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,
+                 store=None, sandbox=None, clock=None, progress=None, log=None) -> Runtime:
+    """Wire the real pieces (or the injected ones) together for a loop or an evaluation."""
+    from agent.llm import make_model
+    from agent.tasks import get_suite
+    from memory.store import Store
+    from tools.registry import default_tools
+
+    suite_obj = get_suite(suite, tasks_file=tasks_file)
+    if sandbox is None and suite in ("code", "file"):
+        from tools.sandbox import Sandbox
+
+        sandbox = Sandbox(settings.sandbox)
+    return Runtime(
+        settings=settings,
+        model=model if model is not None else make_model(settings),
+        store=store if store is not None else Store(settings),
+        suite=suite_obj,
+        tools=default_tools(settings),
+        sandbox=sandbox,
+        clock=clock or time.monotonic,
+        progress=progress or (lambda *a: None),
+        log=log or (lambda *a: None),
+    )
