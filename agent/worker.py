@@ -119,7 +119,8 @@ def claim_next(store) -> QueueItem | None:
     """The oldest queued item, marked running. A write transaction, so two claimers never
     get the same item."""
     with store.session() as s:
-        row = s.exec(select(QueueItem).where(QueueItem.status == "queued").order_by(QueueItem.id)).first()
+        # LIMIT matters: .first() alone would load every queued row on every claim.
+        row = s.exec(select(QueueItem).where(QueueItem.status == "queued").order_by(QueueItem.id).limit(1)).first()
         if row is None:
             return None
         row.status = "running"
