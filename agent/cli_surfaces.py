@@ -106,6 +106,10 @@ def register(app: typer.Typer) -> None:
         from agent.llm import make_model
         from agent.worker import JsonLog, Worker, log_path
 
+        from agent.schedule import parse_cron
+
+        if schedule:
+            parse_cron(schedule)  # a typo fails before the model is loaded, not after
         settings = _settings()
         store = _store(settings)
         model = make_model(settings)
