@@ -160,12 +160,19 @@ def improve(
         _print_summary(summary)
         return summary
 
-    if schedule:
-        from agent.schedule import run_scheduled
+    from agent.schedule import LockBusy, improvement_lock, run_scheduled
 
-        run_scheduled(settings, schedule, job, overlap=overlap)
+    if schedule:
+        run_scheduled(settings, schedule, job, overlap=overlap)  # takes the lock per run
         return
-    job()
+    try:
+        # Shared with the worker and scheduled runs: two improvement runs never overlap.
+        with improvement_lock(settings, overlap=overlap, what="evolve improve",
+                              on_wait=lambda h: err.print("waiting for the running improvement to finish")):
+            job()
+    except LockBusy as exc:
+        sys.stderr.write(f"skipped: another improvement run holds the lock ({exc}); use --overlap wait\n")
+        raise typer.Exit(3)
 
 
 def _print_summary(summary: dict) -> None:

@@ -7,6 +7,7 @@ their files are read through `importlib.metadata`, so no code of theirs runs.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.metadata as md
 import os
@@ -209,6 +210,17 @@ def apply_openmp_defaults(threads: int) -> None:
 
 _LOAD_LOCK = threading.Lock()
 _LOADED: dict[tuple, object] = {}
+
+
+@atexit.register
+def _close_loaded() -> None:
+    # Free models while the interpreter is intact: llama-cpp-python's __del__ at shutdown
+    # otherwise runs after its C bindings are gone and prints a TypeError traceback.
+    while _LOADED:
+        _, llm = _LOADED.popitem()
+        close = getattr(llm, "close", None)
+        if close is not None:
+            close()
 
 
 def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int | None = None):

@@ -1,6 +1,6 @@
 """Throughput and latency of the agent's tools on this machine.
 
-    python bench/tools.py [--sandbox-runs 100] [--pages 100]
+    python bench/tool_speed.py [--sandbox-runs 100] [--pages 100]
 
 Prints calculator evaluations/s, sandbox round trips/s for `print(1)` with p50/p99 latency
 (sequential, then with one worker per core), and browser pages/s against a local server.

@@ -13,16 +13,17 @@ if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>
   exit 1
 fi
 
-# The Python sandbox isolates model-written code with bubblewrap.
-if ! command -v bwrap >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    say "installing bubblewrap (apt) for the Python sandbox"
-    (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || say "could not install bubblewrap"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    say "installing bubblewrap (sudo apt) for the Python sandbox"
-    (sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null) || say "could not install bubblewrap"
+# System tools: bubblewrap isolates the Python sandbox; tmux drives the terminal-session tests.
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
+  if [ "$SUDO" = none ]; then
+    say "missing system packages: ${missing[*]} (apt-get install ${missing[*]}); the sandbox refuses to run without bubblewrap"
   else
-    say "bubblewrap is missing: install it (apt-get install bubblewrap) or the sandbox will refuse to run"
+    say "installing ${missing[*]} (apt)"
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null) || say "could not install ${missing[*]}"
   fi
 fi
 
