@@ -33,8 +33,13 @@ class Runtime:
             chosen = [t for t in self.tools if t.name in tool_names]
             self._solvers[key] = Solver(self.model, chosen, max_steps=max_steps,
                                         max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                        input_chars=1500 if "code" in getattr(self.suite, "name", "") else 400)
+                                        input_chars=1500 if self._code else 400,
+                                        numeric_answers=not self._code)
         return self._solvers[key]
+
+    @property
+    def _code(self) -> bool:
+        return getattr(self.suite, "name", "") == "code"
 
     def timed_model_seconds(self) -> float:
         return self.model.usage.latency_s

@@ -78,8 +78,12 @@ class SolverState(TypedDict, total=False):
 class Solver:
     def __init__(self, model: ChatModel, tools: Sequence, *, max_steps: int = 4,
                  max_tokens_per_task: int = 2048, max_tokens_per_step: int = 400,
-                 thought_chars: int = 700, input_chars: int = 400,
+                 thought_chars: int = 700, input_chars: int = 400, numeric_answers: bool = True,
                  on_event: Event | None = None) -> None:
+        # Numeric tasks: reasoning that already states its answer ("The answer is 22", a boxed
+        # number) ends the episode without an act turn. Measured on the 0.5B model, the act turn
+        # after a finished derivation often called the calculator on a sub-step and lost the answer.
+        self.numeric_answers = numeric_answers
         self.thought_chars = thought_chars
         self.input_chars = input_chars
         self.model = model
@@ -127,6 +131,13 @@ class Solver:
             messages.append({"role": "assistant", "content": thought.text})
             trajectory.append({"type": "thought", "text": thought.text})
             self.on_event("thought", {"text": thought.text})
+            concluded = self._concluded(thought.text)
+            if concluded is not None:
+                action = {"thought": "", "action": FINAL, "input": concluded}
+                trajectory.append({"type": "action", "from": "thought", **action})
+                self.on_event("action", action)
+                return {"messages": messages, "trajectory": trajectory, "steps": steps, "tokens": tokens,
+                        "forced": final_only, "final": concluded, "pending": None}
             ask = prompts.ACT_FINAL if final_only else prompts.act(list(self.tools.values()))
             act_messages = [*messages, {"role": "user", "content": ask}]
         else:
@@ -179,6 +190,17 @@ class Solver:
                                    untrusted=result.untrusted)
         return {"messages": [*state["messages"], {"role": "user", "content": text}],
                 "trajectory": [*state["trajectory"], observation], "pending": None}
+
+    def _concluded(self, text: str) -> str | None:
+        if not self.numeric_answers:
+            return None
+        from agent.tasks.answers import extract_answer, marked_answer
+
+        marked = marked_answer(text)
+        if marked is None:
+            return None
+        value = extract_answer(text)
+        return value or None
 
     def _settle(self, answer: str, trajectory: list[dict[str, Any]]) -> str:
         """A final answer written as arithmetic ("7 * 5 + 14") is worked out by the calculator:
