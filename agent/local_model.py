@@ -176,7 +176,7 @@ def _cheap_fingerprint(path: Path) -> str:
 
 
 def choose_threads(requested: int) -> int:
-    """Thread count for llama.cpp. See docs/benchmarks-model.md for the measurements.
+    """Thread count for llama.cpp. See docs/benchmarks.md (embedded model) for the measurements.
 
     All usable cores only when the 1-minute load average says they are free, else fewer (at
     least one). The count is fixed when the model loads, so a core that gets busy later is
