@@ -103,8 +103,13 @@ class LoopSettings(BaseModel):
     bootstrap_samples: int = 2000
     recursion_limit: int = 10_007
     self_propose: bool = False
-    # Write verified train episodes as chat fine-tuning JSONL at each update (in-weight path).
-    finetune_export: bool = False
+    # In-weight update: "off"; "export" writes verified train episodes as chat fine-tuning
+    # JSONL at each update; "openai" also submits a fine-tuning job to the configured
+    # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate.
+    finetune: Literal["off", "export", "openai"] = "off"
+    finetune_min_rows: int = 10
+    finetune_poll_s: float = 30.0
+    finetune_timeout_s: float = 6 * 3600.0
 
 
 class Settings(BaseSettings):

@@ -513,6 +513,41 @@ class OpenAIModel:
             self.usage.add(usage)
 
 
+class FineTuning:
+    """OpenAI-compatible fine-tuning jobs (the in-weight update path), with the same retries."""
+
+    def __init__(self, model: OpenAIModel, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._model = model
+        self._sleep = sleep
+        self._clock = clock
+
+    def submit(self, jsonl_path, *, base_model: str, suffix: str) -> str:
+        client = self._model._client
+        with open(jsonl_path, "rb") as fh:
+            data = fh.read()
+        uploaded = self._model._call(lambda: client.files.create(file=("train.jsonl", data), purpose="fine-tune"))
+        job = self._model._call(lambda: client.fine_tuning.jobs.create(
+            training_file=uploaded.id, model=base_model, suffix=suffix[:18]))
+        return job.id
+
+    def wait(self, job_id: str, *, poll_s: float = 30.0, timeout_s: float = 6 * 3600) -> str:
+        """Poll until the job ends; returns the fine-tuned model id."""
+        client = self._model._client
+        deadline = self._clock() + timeout_s
+        while True:
+            job = self._model._call(lambda: client.fine_tuning.jobs.retrieve(job_id))
+            if job.status == "succeeded" and job.fine_tuned_model:
+                return job.fine_tuned_model
+            if job.status in ("failed", "cancelled"):
+                detail = getattr(job.error, "message", None) if job.error else None
+                raise ModelError(f"fine-tuning job {job_id} {job.status}: {detail or 'no detail given'}")
+            if self._clock() >= deadline:
+                raise ModelError(f"fine-tuning job {job_id} still {job.status} after {timeout_s:.0f}s; "
+                                 f"raise EVOLVE_LOOP__FINETUNE_TIMEOUT_S or check the job on the endpoint")
+            self._sleep(poll_s)
+
+
 def _nonnull_content(msg: Message) -> Message:
     if msg.get("role") == "assistant" and msg.get("content") is None:
         return {**msg, "content": ""}
@@ -522,8 +557,13 @@ def _nonnull_content(msg: Message) -> Message:
 # ---------------------------------------------------------------- factory
 
 
-def make_model(settings: Settings) -> ChatModel:
-    """Build the configured backend. Raises ConfigError with the setting to change."""
+def make_model(settings: Settings, *, model_id: str = "") -> ChatModel:
+    """Build the configured backend (optionally another model id on the same endpoint, e.g. a
+    fine-tuned one). Raises ConfigError with the setting to change."""
     if settings.model.backend == "openai":
-        return OpenAIModel(settings.model)
+        cfg = settings.model.model_copy(update={"model": model_id}) if model_id else settings.model
+        return OpenAIModel(cfg)
+    if model_id:
+        raise ConfigError(f"policy model {model_id!r} needs EVOLVE_MODEL__BACKEND=openai: the embedded "
+                          f"backend runs only its configured GGUF")
     return EmbeddedModel(settings)

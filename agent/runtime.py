@@ -27,11 +27,17 @@ class Runtime:
     log: Callable[[str, dict[str, Any]], None] = lambda event, data: None
     _solvers: dict[tuple, Solver] = field(default_factory=dict)
 
-    def solver(self, max_steps: int, tool_names: tuple[str, ...]) -> Solver:
-        key = (max_steps, tool_names)
+    def solver(self, max_steps: int, tool_names: tuple[str, ...], model_id: str = "") -> Solver:
+        key = (max_steps, tool_names, model_id)
         if key not in self._solvers:
             chosen = [t for t in self.tools if t.name in tool_names]
-            self._solvers[key] = Solver(self.model, chosen, max_steps=max_steps,
+            model = self.model
+            if model_id and model_id != getattr(self.model, "name", ""):
+                # A fine-tuned policy runs on its own model id at the same endpoint.
+                from agent.llm import make_model
+
+                model = make_model(self.settings, model_id=model_id)
+            self._solvers[key] = Solver(model, chosen, max_steps=max_steps,
                                         max_tokens_per_task=self.settings.loop.max_tokens_per_task,
                                         input_chars=1500 if self._code else 400,
                                         numeric_answers=not self._code)

@@ -42,9 +42,38 @@ def update(rt: Runtime, *, cycle: int, incumbent) -> dict:
     spec = build_candidate_spec(rt, incumbent)
     candidate = create_candidate(rt.store, incumbent, spec, note=f"cycle {cycle}")
     result = {"candidate_id": candidate.id, "changed": candidate.id != incumbent.id}
-    if rt.settings.loop.finetune_export:
-        path = rt.settings.home / "finetune" / f"{candidate.id}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result["finetune_rows"] = rt.store.export_training_data(path)
-        result["finetune_file"] = str(path)
+    loop = rt.settings.loop
+    if loop.finetune == "off":
+        return result
+    path = rt.settings.home / "finetune" / f"{candidate.id}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = rt.store.export_training_data(path)
+    result.update(finetune_rows=rows, finetune_file=str(path))
+    if loop.finetune == "openai" and rows >= loop.finetune_min_rows:
+        model_id = finetune_openai(rt, path, candidate.id)
+        tuned = spec.model_copy(update={"model_id": model_id})
+        candidate = create_candidate(rt.store, incumbent, tuned, note=f"cycle {cycle}, fine-tuned")
+        result.update(candidate_id=candidate.id, changed=True, finetuned_model=model_id)
     return result
+
+
+def finetune_openai(rt: Runtime, path, candidate_id: str) -> str:
+    """Submit and wait for a fine-tuning job; the job id is kept so a resumed run re-attaches."""
+    import json
+
+    from agent.llm import FineTuning, OpenAIModel
+
+    if not isinstance(rt.model, OpenAIModel):
+        from agent.errors import ConfigError
+
+        raise ConfigError("EVOLVE_LOOP__FINETUNE=openai needs EVOLVE_MODEL__BACKEND=openai (an endpoint "
+                          "with a fine-tuning API); use finetune=export with the embedded model")
+    marker = path.with_suffix(".job.json")
+    jobs = FineTuning(rt.model)
+    if marker.is_file():
+        job_id = json.loads(marker.read_text())["job_id"]
+    else:
+        job_id = jobs.submit(path, base_model=rt.model.name, suffix=f"evolve-{candidate_id}")
+        marker.write_text(json.dumps({"job_id": job_id}))
+    loop = rt.settings.loop
+    return jobs.wait(job_id, poll_s=loop.finetune_poll_s, timeout_s=loop.finetune_timeout_s)

@@ -83,3 +83,17 @@ def test_budget_stops_the_run(tmp_path, answers):
     settings, store = make(tmp_path, token_budget=1)
     summary = run_improve(settings, cycles=5, model=loop_model(answers), store=store)
     assert "token budget" in summary["stop_reason"] and summary["cycles"] == 1
+
+
+def test_finetune_export_writes_only_verified_train_episodes(tmp_path, answers):
+    import json
+
+    settings, store = make(tmp_path, finetune="export")
+    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store)
+    update = summary["history"][0]["update"]
+    rows = [json.loads(line) for line in open(update["finetune_file"])]
+    assert len(rows) == update["finetune_rows"] >= 1
+    dev_questions = {t.question for t in store.tasks(split="dev")}
+    for row in rows:
+        user = next(m["content"] for m in row["messages"] if m["role"] == "user")
+        assert user not in dev_questions
