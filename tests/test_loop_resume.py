@@ -39,10 +39,12 @@ def reference(tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1]), counts(home)
 
 
-# Kill points (model calls): inside acquire, inside refine/evaluate of cycle 1, inside cycle 2.
-@pytest.mark.parametrize("kill_after", [3, 12, 30, 55])
-def test_resume_after_sigkill(tmp_path, reference, kill_after):
+# Kill points as shares of the uninterrupted run's model calls: early acquire, cycle 1's
+# refine/evaluate, cycle 2, and the very last call.
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.6, 0.85, 1.0])
+def test_resume_after_sigkill(tmp_path, reference, share):
     ref_summary, ref_counts = reference
+    kill_after = max(1, int(ref_summary["model_calls"] * share) - 1)
     killed = run(tmp_path, kill_after, False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     resumed = run(tmp_path, 0, True)
@@ -53,6 +55,7 @@ def test_resume_after_sigkill(tmp_path, reference, kill_after):
     assert episodes == ref_counts[0][0] and results == ref_counts[1][0]  # nothing lost
     assert decisions == ref_counts[2]
     assert summary["stop_reason"] == ref_summary["stop_reason"] and summary["cycles"] == ref_summary["cycles"]
+    assert summary["incumbent"] == ref_summary["incumbent"]
 
 
 def test_resume_without_a_run_is_a_clear_error(tmp_path):

@@ -20,4 +20,5 @@ store = Store(settings, embedder=HashEmbedder(64))
 model = loop_model(answers_by_question("arith"), kill_after=kill_after or None)
 summary = run_improve(settings, cycles=2, model=model, store=store, resume=resume,
                       run_id=None if resume else "rtest")
-print(json.dumps({k: summary[k] for k in ("run_id", "stop_reason", "cycles", "incumbent")}))
+print(json.dumps({**{k: summary[k] for k in ("run_id", "stop_reason", "cycles", "incumbent")},
+                  "model_calls": model.usage.calls}))
