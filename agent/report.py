@@ -18,23 +18,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from agent.stats import wilson_interval
 from memory.models import Cycle, Episode, EvalRun, Experience, Policy, Pointer, Promotion
 
-Z95 = 1.959964
 COLORS = {"incumbent": "#4b6a88", "candidate": "#e07a1f", "promote": "#2e8b57", "reject": "#9a9a9a",
           "rollback": "#c0392b"}
 PHASE_ORDER = ["acquire", "refine", "update", "evaluate"]
-
-
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval: sensible at 0 % and 100 % and for the small n of a dev split."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
@@ -105,7 +94,7 @@ def accuracy_points(data: Data) -> list[dict[str, Any]]:
     for run in data.evals:
         if run.accuracy is None or run.n <= 0 or run.cycle is None:
             continue
-        lo, hi = wilson(run.accuracy * run.n, run.n)
+        lo, hi = wilson_interval(run.accuracy * run.n, run.n)
         points.append({"cycle": run.cycle, "policy": run.policy_id, "split": run.split, "n": run.n,
                        "accuracy": run.accuracy, "lo": lo, "hi": hi, "role": _role(run, by_cycle)})
     return points
@@ -241,10 +230,10 @@ def ranked_experiences(data: Data, k: int = 5, min_uses: int = 2) -> tuple[list[
     ranked by the lower (best) or upper (worst) Wilson bound, so one lucky use does not top the list."""
     used = [e for e in data.experiences if e.uses >= min_uses]
     # With few candidates, the better half is "most" and the rest "least", never both.
-    best = sorted(used, key=lambda e: (-wilson(e.successes, e.uses)[0], -e.uses, e.id))[:min(k, (len(used) + 1) // 2)]
+    best = sorted(used, key=lambda e: (-wilson_interval(e.successes, e.uses)[0], -e.uses, e.id))[:min(k, (len(used) + 1) // 2)]
     best_ids = {e.id for e in best}
     worst = sorted((e for e in used if e.id not in best_ids),
-                   key=lambda e: (wilson(e.successes, e.uses)[1], -e.uses, e.id))[:k]
+                   key=lambda e: (wilson_interval(e.successes, e.uses)[1], -e.uses, e.id))[:k]
     return best, worst
 
 
@@ -370,7 +359,7 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
                 continue
             body = "".join(
                 f"<tr><td>{_e(e.kind)}</td><td class=snip>{_e(_clip(e.content))}</td><td class=num>{e.successes}/{e.uses}</td>"
-                f"<td class=num>{wilson(e.successes, e.uses)[0]:.0%} – {wilson(e.successes, e.uses)[1]:.0%}</td>"
+                f"<td class=num>{wilson_interval(e.successes, e.uses)[0]:.0%} – {wilson_interval(e.successes, e.uses)[1]:.0%}</td>"
                 f"<td>{'active' if e.active else 'retired'}</td></tr>" for e in rows_)
             parts.append(f"<h3>{title}</h3><table><tr><th>kind</th><th>content</th><th>wins/uses</th>"
                          f"<th>95% CI</th><th>state</th></tr>{body}</table>")

@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 import pytest
 
 from agent.policy import PolicySpec, _make
-from agent.report import load, ranked_experiences, render, wilson, write_report
+from agent.stats import wilson_interval as wilson
+from agent.report import load, ranked_experiences, render, write_report
 from memory.embeddings import HashEmbedder
 from memory.models import Cycle, Episode, EvalRun, Promotion, Task
 from memory.store import Store
