@@ -22,7 +22,8 @@ app.add_typer(tool_app, name="tool")
 app.add_typer(memory_app, name="memory")
 app.add_typer(policy_app, name="policy")
 
-out = Console()
+# Piped output (logs, CI) gets a wide console so result tables are not cut to 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 
@@ -188,7 +189,7 @@ def _print_summary(summary: dict) -> None:
         acq = h.get("acquire") or {}
         ops = sum(ref.get(k, 0) for k in ("add", "agree", "edit", "remove"))
         table.add_row(
-            str(h.get("cycle")), f"{acq.get('passed', 0)}/{acq.get('total', 0)}", str(ref.get("exemplar", 0)),
+            str(h.get("cycle")), f"{acq.get('passed', 0)}/{acq.get('total', 0)}", str(ref.get("exemplar", 0) + ref.get("corrected", 0)),
             str(ops), (h.get("update") or {}).get("candidate_id", "-"),
             f"{ev['incumbent_acc']:.2f}→{ev['candidate_acc']:.2f}" if ev else "-",
             f"{ev['delta']:+.2f} [{ev['ci_low']:+.2f}, {ev['ci_high']:+.2f}]" if ev else "-",
