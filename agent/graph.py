@@ -152,10 +152,20 @@ class Loop:
         return ""
 
     def _record_cycle(self, state: LoopState, cycle: int) -> None:
-        self.rt.store.add(Cycle(run_id=state["run_id"], number=cycle, status="done",
-                                phase_seconds=dict(state.get("phase_seconds", {})),
-                                tokens=state.get("tokens", 0), model_seconds=state.get("model_seconds", 0.0),
-                                ended_at=utcnow()))
+        """One row per cycle with that cycle's own costs (the state carries run totals)."""
+        from sqlmodel import select
+
+        store = self.rt.store
+        with store.session() as s:
+            earlier = list(s.exec(select(Cycle).where(Cycle.run_id == state["run_id"], Cycle.number < cycle)))
+            if s.exec(select(Cycle).where(Cycle.run_id == state["run_id"], Cycle.number == cycle)).first():
+                return  # recorded before a kill: a resumed decide does not add it twice
+        seconds = {k: v - sum(c.phase_seconds.get(k, 0.0) for c in earlier)
+                   for k, v in state.get("phase_seconds", {}).items()}
+        store.add(Cycle(run_id=state["run_id"], number=cycle, status="done", phase_seconds=seconds,
+                        tokens=state.get("tokens", 0) - sum(c.tokens for c in earlier),
+                        model_seconds=state.get("model_seconds", 0.0) - sum(c.model_seconds for c in earlier),
+                        ended_at=utcnow()))
 
     def compile(self, checkpointer):
         g = StateGraph(LoopState)

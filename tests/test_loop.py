@@ -49,6 +49,8 @@ def test_cycles_promote_then_reject_then_stop_on_patience(tmp_path, answers):
     assert [p.decision for p in promotions] == ["promote", "reject", "reject"]
     assert promotions[0].incumbent_before != promotions[0].incumbent_after
     assert len(cycles) == 3 and all(c.phase_seconds.get("acquire", -1) >= 0 for c in cycles)
+    # per-cycle costs add up to the run's totals
+    assert sum(c.tokens for c in cycles) == summary["tokens"] and all(c.tokens > 0 for c in cycles)
     assert not [e.error for e in episodes if e.verdict == "error"]
     # every episode carries its provenance
     assert all(e.policy_id and e.model_fingerprint == "fake:loop" and e.split in ("train", "dev") for e in episodes)
