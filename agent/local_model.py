@@ -178,11 +178,10 @@ def _cheap_fingerprint(path: Path) -> str:
 def choose_threads(requested: int) -> int:
     """Thread count for llama.cpp. See docs/benchmarks.md (embedded model) for the measurements.
 
-    All usable cores only when the 1-minute load average says they are free, else fewer (at
-    least one). The count is fixed when the model loads, so a core that gets busy later is
-    covered by `apply_openmp_defaults`, which stops idle OpenMP threads spinning for long:
-    with libgomp's default spinning, 2 threads mostly fell to 1.5-8 tokens/s while others
-    held a core; with GOMP_SPINCOUNT=1000 they stayed at 10-21.
+    One core is always left free, and busy cores (1-minute load average) are not counted.
+    Decode is memory-bound: on the 2-core development machine one thread decoded at 37-44
+    tokens/s whether or not another process held the other core, while two threads gained
+    little when idle (43-49) and fell to 18-20 with a core taken. So 2 cores means 1 thread.
     """
     if requested > 0:
         return requested
@@ -192,7 +191,7 @@ def choose_threads(requested: int) -> int:
     except OSError:
         load1 = 0.0
     free = cores - load1
-    return max(1, min(cores, int(free + 0.5)))
+    return max(1, min(cores - 1, int(free + 0.5)))
 
 
 # libgomp's spin-then-sleep knob; applied only when the user set no OpenMP wait variable.

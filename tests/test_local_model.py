@@ -90,10 +90,12 @@ def test_thread_choice_respects_explicit_setting_and_load(monkeypatch):
     assert local_model.choose_threads(3) == 3
     monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(local_model.os, "getloadavg", lambda: (0.1, 0, 0))
-    assert local_model.choose_threads(0) == 2
-    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (1.2, 0, 0))
-    assert local_model.choose_threads(0) == 1
-    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (5.0, 0, 0))
+    assert local_model.choose_threads(0) == 1  # 2 cores: one thread, measured fastest under contention
+    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert local_model.choose_threads(0) == 7  # one core left for everything else
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (3.2, 0, 0))
+    assert local_model.choose_threads(0) == 5
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (50.0, 0, 0))
     assert local_model.choose_threads(0) == 1
     # Several threads get a bounded OpenMP spin, unless the user chose a wait policy.
     for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
