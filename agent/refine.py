@@ -25,6 +25,8 @@ INSIGHT_OPS_SCHEMA = {
     "required": ["mistake", "op", "target", "rule"],
 }
 
+MIN_RULE_WORDS = 5
+
 ANALYSE_PROMPT = (
     "A student answered a problem wrongly. Compare the attempt with the reference solution, "
     "name the mistake in one sentence, then maintain the list of general rules that help avoid "
@@ -77,7 +79,7 @@ def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
     if kind == "agree" and chosen is not None:
         rt.store.update_experience(chosen.id, importance=chosen.importance + 1)
         return "agree"
-    if kind == "edit" and chosen is not None and rule:
+    if kind == "edit" and chosen is not None and len(rule.split()) >= MIN_RULE_WORDS:
         rt.store.update_experience(chosen.id, content=rule)
         return "edit"
     if kind == "remove" and chosen is not None:
@@ -86,6 +88,10 @@ def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
         else:
             rt.store.update_experience(chosen.id, importance=chosen.importance - 1)
         return "remove"
+    if len(rule.split()) < MIN_RULE_WORDS:
+        # Seen on the 0.5B model: the rule field filled with an op name ("remove"), which
+        # then gathered 26 agreements and entered the policy as an "insight".
+        return "empty"
     if rule:
         added = rt.store.add_experience("insight", rule, key=rule, trust="unverified",
                                         meta={"mistake": str(op.get("mistake", ""))[:300]}, **provenance)
@@ -97,7 +103,7 @@ def refine(rt: Runtime, *, run_id: str, cycle: int, policy_id: str) -> dict:
     prefix = f"{run_id}/c{cycle}/acquire/"
     episodes = [e for e in rt.store.episodes(cycle=cycle, source="acquire") if e.run_key.startswith(prefix)]
     counts = {"exemplar": 0, "corrected": 0, "skill": 0, "add": 0, "agree": 0, "edit": 0, "remove": 0,
-              "other": 0}
+              "empty": 0, "other": 0}
     for i, ep in enumerate(episodes):
         task = rt.store.get_task(ep.task_id)
         if task is None or task.split != "train":

@@ -99,3 +99,22 @@ def test_finetune_export_writes_only_verified_train_episodes(tmp_path, answers):
     for row in rows:
         user = next(m["content"] for m in row["messages"] if m["role"] == "user")
         assert user not in dev_questions
+
+
+def test_refine_drops_rules_too_short_to_be_insights(tmp_path, answers):
+    import json
+
+    from tests.fakes import ScriptedModel
+
+    base = loop_model(answers)
+
+    def respond(messages, kwargs):
+        props = (kwargs.get("schema") or {}).get("properties", {})
+        if "mistake" in props:
+            return json.dumps({"mistake": "x", "op": "add", "target": 0, "rule": "remove"})
+        return base._fn(messages, kwargs)
+
+    settings, store = make(tmp_path)
+    summary = run_improve(settings, cycles=1, model=ScriptedModel(respond), store=store)
+    assert summary["history"][0]["refine"]["empty"] >= 1
+    assert store.experiences(kind="insight", active=None) == []
