@@ -20,8 +20,10 @@ def solve_with_calculator(model: ChatModel, question: str, max_steps: int = 4):
 
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
     tools = [calculator.openai_schema()]
-    for _ in range(max_steps):
-        result = model.complete(messages, tools=tools, max_tokens=128)
+    for step in range(max_steps):
+        # The first turn must call the tool: left free, the 0.5B model guessed a number instead.
+        result = model.complete(messages, tools=tools, max_tokens=128,
+                                tool_choice="required" if step == 0 else "auto")
         if not result.tool_calls:
             yield "answer", result.text
             return
@@ -31,6 +33,9 @@ def solve_with_calculator(model: ChatModel, question: str, max_steps: int = 4):
         messages.append({"role": "assistant", "content": "", "tool_calls": [call.as_message_part()]})
         messages.append({"role": "tool", "name": call.name, "tool_call_id": call.id,
                          "content": observation.content})
+        # Small models loop on the tool unless told how to finish (measured on the 0.5B).
+        messages.append({"role": "user", "content": 'If that result answers the question, reply now: '
+                                                    '{"tool": "reply", "content": "<number>"}.'})
     yield "answer", "(no answer within the step budget)"
 
 
