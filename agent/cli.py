@@ -212,7 +212,7 @@ def eval_cmd(
 ) -> None:
     """Accuracy of one or more policies on held-out tasks, with 95% confidence intervals."""
     from agent.evaluate import dev_tasks, evaluate_policy
-    from agent.policy import INCUMBENT, ensure_initial
+    from agent.policy import ensure_initial
     from agent.runtime import make_runtime
     from agent.stats import compare, wilson_interval
 
@@ -248,7 +248,7 @@ def eval_cmd(
 
 
 def _policy_id(store, name: str) -> str:
-    from agent.policy import INCUMBENT, ensure_initial
+    from agent.policy import ensure_initial
 
     if name == "incumbent":
         return ensure_initial(store).id

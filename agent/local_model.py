@@ -11,7 +11,6 @@ import atexit
 import hashlib
 import importlib.metadata as md
 import os
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,6 +268,3 @@ def describe(settings: Settings) -> dict[str, str]:
         "threads": str(choose_threads(model.n_threads)),
     }
 
-
-def clear_cache(models_dir: Path) -> None:
-    shutil.rmtree(models_dir, ignore_errors=True)

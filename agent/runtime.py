@@ -47,9 +47,6 @@ class Runtime:
     def _code(self) -> bool:
         return getattr(self.suite, "name", "") == "code"
 
-    def timed_model_seconds(self) -> float:
-        return self.model.usage.latency_s
-
 
 def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,
                  store=None, sandbox=None, clock=None, progress=None, log=None) -> Runtime:
