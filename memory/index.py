@@ -95,7 +95,13 @@ class ExperienceIndex:
             return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or (443 if u.scheme == "https" else 8000),
                                        ssl=u.scheme == "https", settings=_chroma_settings())
         self._path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())
+        if (self._path / "chroma.sqlite3").exists():
+            return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())
+        # The first open creates Chroma's schema. Two processes doing it at once made one fail
+        # with "table collections already exists" (seen under load), so creation takes the
+        # writer lock; later opens only read and stay lock-free for readers.
+        with self._lock:
+            return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())
 
     def _generation(self) -> tuple[int, int] | None:
         try:
