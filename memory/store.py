@@ -29,7 +29,7 @@ from sqlalchemy import func, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
-from agent.errors import IntegrityError
+from memory.errors import IntegrityError
 from memory.db import make_engine, session_scope
 from memory.index import ExperienceIndex, bucket_name, parse_bucket
 from memory.migrations import current_version

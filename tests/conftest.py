@@ -15,7 +15,7 @@ def _isolated_home(tmp_path, monkeypatch, request):
                 "EVOLVE_MODEL__BACKEND", "EVOLVE_MODEL__MODEL"):
         monkeypatch.delenv(var, raising=False)
     if request.node.get_closest_marker("integration") is None:
-        import agent.local_model as lm
+        import agent.model.local_model as lm
 
         def _blocked(*args, **kwargs):
             raise RuntimeError("unit tests may not load a real model: mark the test `integration`")

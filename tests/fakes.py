@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from agent.llm import Completion, Message, ToolCall, Usage, _calls_from_object, parse_json_lenient
+from agent.model.llm import Completion, Message, ToolCall, Usage, _calls_from_object, parse_json_lenient
 
 Step = Any  # str | dict | ToolCall | list[ToolCall] | BaseException | Callable
 

@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
-from agent.chat import ChatSession, repl
+from agent.surfaces.chat import ChatSession, repl
 from agent.errors import ModelUnavailable
-from agent.worker import MAX_QUESTION_CHARS
+from agent.surfaces.worker import MAX_QUESTION_CHARS
 from memory.embeddings import HashEmbedder
 from memory.store import Store
 from tests.fakes import ScriptedModel

@@ -23,7 +23,7 @@ def serve() -> int:
     sys.path.insert(0, str(ROOT))
     from rich.console import Console
 
-    from agent.chat import ChatSession, repl
+    from agent.surfaces.chat import ChatSession, repl
     from agent.config import load_settings
     from memory.embeddings import HashEmbedder
     from memory.store import Store

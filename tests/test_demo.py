@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.demo import solve_with_calculator
+from agent.surfaces.demo import solve_with_calculator
 from tests.fakes import ScriptedModel
 
 

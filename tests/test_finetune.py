@@ -12,7 +12,7 @@ import pytest
 
 from agent.config import ModelSettings
 from agent.errors import ModelError
-from agent.llm import FineTuning, OpenAIModel
+from agent.model.llm import FineTuning, OpenAIModel
 
 
 class FineTuneServer:

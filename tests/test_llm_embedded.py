@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import Settings
-from agent.llm import EmbeddedModel, make_model
+from agent.model.llm import EmbeddedModel, make_model
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import ConfigError, ModelSettings
 from agent.errors import ModelError, ModelUnavailable
-from agent.llm import OpenAIModel
+from agent.model.llm import OpenAIModel
 
 
 def _completion(content="ok", tool_calls=None):

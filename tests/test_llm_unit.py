@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import OutputParseError
-from agent.llm import (
+from agent.model.llm import (
     ChatModel,
     ToolCall,
     parse_json_lenient,

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from agent import local_model
+from agent.model import local_model
 from agent.config import ConfigError, ModelSettings
 from agent.errors import IntegrityError
 

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import select
 
 from agent.config import Settings
-from agent.graph import run_improve
+from agent.loop.graph import run_improve
 from agent.policy import INCUMBENT, rollback
 from memory.embeddings import HashEmbedder
 from memory.models import Cycle, Episode, EvalResult, Promotion

@@ -407,7 +407,7 @@ def test_upgrade_from_stored_v1_database(tmp_path):
 
 
 def test_newer_database_is_refused(tmp_path):
-    from agent.errors import ConfigError
+    from memory.errors import StoreConfigError as ConfigError
 
     settings = make_settings(tmp_path)
     Store(settings, embedder=HashEmbedder()).close()

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 
 from agent.policy import PolicySpec, _make
-from agent.stats import wilson_interval as wilson
-from agent.report import load, ranked_experiences, render, write_report
+from agent.loop.stats import wilson_interval as wilson
+from agent.surfaces.report import load, ranked_experiences, render, write_report
 from memory.embeddings import HashEmbedder
 from memory.models import Cycle, Episode, EvalRun, Promotion, Task
 from memory.store import Store
@@ -123,7 +123,7 @@ def test_cli_report_writes_the_file(settings, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from agent.cli_surfaces import register
+    from agent.cli.surfaces import register
 
     populate(Store(settings, embedder=HashEmbedder()))
     app = typer.Typer()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.config import ConfigError
-from agent.schedule import LockBusy, improvement_lock, parse_cron, run_scheduled
+from agent.surfaces.schedule import LockBusy, improvement_lock, parse_cron, run_scheduled
 
 
 class FakeClock:

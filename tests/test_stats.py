@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.stats import compare, mcnemar_exact, paired_bootstrap, wilson_interval
+from agent.loop.stats import compare, mcnemar_exact, paired_bootstrap, wilson_interval
 
 
 @pytest.mark.parametrize("b, c, p", [(0, 0, 1.0), (5, 0, 0.0625), (6, 0, 0.03125), (10, 2, 0.0386), (7, 7, 1.0)])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
+import subprocess
+import sys
 
 import pytest
 
 from agent.config import SandboxSettings, Settings
-from tools import registry, sandbox as sandbox_mod
+from tools import sandbox as sandbox_mod
 from tools.registry import default_tools, main_calc, main_python
 
 HAVE_BWRAP = True
@@ -55,16 +56,22 @@ def test_python_tool_without_isolation_is_an_observation(settings: Settings, mon
     assert main_python("print(1)", settings)[0] == 2
 
 
+def _evolve(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot run here")
-def test_module_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path))
-    assert registry._main(["calc", "2^10"]) == 0
-    assert capsys.readouterr().out == "1024\n"
+def test_tool_commands_through_the_entry_point(tmp_path) -> None:
+    # The tools layer has no entry point of its own (it cannot read settings): `evolve tool` is it.
+    import os
+
+    env = {**os.environ, "EVOLVE_HOME": str(tmp_path)}
+    calc = _evolve("tool", "calc", "2^10", env=env)
+    assert (calc.returncode, calc.stdout) == (0, "1024\n")
     script = tmp_path / "s.py"
     script.write_text("print('from file')")
-    assert registry._main(["python", str(script)]) == 0
-    assert "from file" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("import sys; sys.exit(4)"))
-    assert registry._main(["python", "-"]) == 1
-    assert "exit code 4" in capsys.readouterr().out
-    assert registry._main(["nope"]) == 2
+    ran = _evolve("tool", "python", str(script), env=env)
+    assert ran.returncode == 0 and "from file" in ran.stdout
+    piped = _evolve("tool", "python", "-", env=env, stdin="import sys; sys.exit(4)")
+    assert "exit code 4" in piped.stdout

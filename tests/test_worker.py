@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.errors import ModelUnavailable
-from agent.worker import (
+from agent.surfaces.worker import (
     MAX_QUESTION_CHARS,
     InputError,
     JsonLog,
@@ -200,7 +200,7 @@ def test_improvement_every_n_episodes_persists_across_restarts(settings, store):
 
 
 def test_improvement_failure_and_busy_lock_do_not_stop_the_worker(settings, store):
-    from agent.schedule import improvement_lock
+    from agent.surfaces.schedule import improvement_lock
 
     submit_question(store, "a")
     submit_question(store, "b")
@@ -283,7 +283,7 @@ def test_heartbeat_states():
 
 
 def test_log_rotates(tmp_path, monkeypatch):
-    import agent.worker as wm
+    import agent.surfaces.worker as wm
 
     monkeypatch.setattr(wm, "LOG_ROTATE_BYTES", 100)
     log = JsonLog(tmp_path / "w.jsonl")
@@ -302,7 +302,7 @@ def _items(store):
 
 def test_rate_credits_experiences_only_on_rating(settings, store):
     exp = store.add_experience("insight", "Always check units.", source_task_ids=["user/train/x"])
-    from agent.worker import user_task
+    from agent.surfaces.worker import user_task
 
     task = user_task("q")
     store.upsert_tasks([task])

@@ -25,7 +25,7 @@ def serve(argv: list[str]) -> int:
 
     sys.path.insert(0, str(ROOT))
     from agent.config import load_settings
-    from agent.worker import Worker
+    from agent.surfaces.worker import Worker
     from memory.embeddings import HashEmbedder
     from memory.store import Store
     from tests.fakes import ScriptedModel
@@ -82,7 +82,7 @@ def _wait_for(pred, proc: subprocess.Popen, what: str, timeout: float = 60.0):
 
 
 def _fill(settings, n: int):
-    from agent.worker import submit_question
+    from agent.surfaces.worker import submit_question
     from memory.embeddings import HashEmbedder
     from memory.store import Store
 
@@ -98,7 +98,7 @@ def test_sigterm_finishes_the_current_task_and_exits_zero(settings):
     started = _wait_for(lambda: [e for e in _events(settings.home) if e["event"] == "task_start"], proc, "a task")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, proc.stderr.read()
-    from agent.worker import queue_counts, read_heartbeat
+    from agent.surfaces.worker import queue_counts, read_heartbeat
 
     ev = _events(settings.home)
     kinds = [e["event"] for e in ev]
@@ -116,7 +116,7 @@ def test_sigkill_then_restart_resumes_without_duplicates(settings):
     _wait_for(lambda: any(e["event"] == "task_start" for e in _events(settings.home)), proc, "a task")
     proc.kill()
     proc.wait(timeout=30)
-    from agent.worker import queue_counts
+    from agent.surfaces.worker import queue_counts
 
     assert queue_counts(store)["running"] == 1  # killed mid-task: the item is still in hand
     proc2 = _start(settings.home, "--drain")
@@ -131,7 +131,7 @@ def test_sigkill_then_restart_resumes_without_duplicates(settings):
 def test_cli_run_and_status_through_the_console_script(settings):
     """`evolve submit` then `evolve status --json` as a new user would type them."""
     script = (
-        "import sys, typer; from agent.cli_surfaces import register; app = typer.Typer(); "
+        "import sys, typer; from agent.cli.surfaces import register; app = typer.Typer(); "
         "register(app); app(sys.argv[1:])"
     )
     env = _env(settings.home)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from agent.errors import ToolInputError
+from tools.errors import ToolInputError
 
 __all__ = ["Tool", "ToolResult", "tool", "parse_docstring"]
 

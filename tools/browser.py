@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from bs4 import BeautifulSoup, Comment
 
-from agent.config import BrowserSettings
+from tools.settings import BrowserSettings
 from tools.base import ToolResult
 from tools.netguard import EgressDenied, FetchError, FetchResult, Resolver, fetch, make_client
 

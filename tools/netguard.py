@@ -26,8 +26,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from agent.config import BrowserSettings
-from agent.errors import ToolInputError
+from tools.errors import ToolInputError
+from tools.settings import BrowserSettings
 
 __all__ = ["EgressDenied", "FetchError", "FetchResult", "Target", "check_url", "fetch", "is_forbidden_ip", "make_client"]
 

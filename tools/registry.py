@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
-from agent.config import Settings, load_settings
 from tools.base import Tool, ToolResult, tool
 from tools.browser import Browser
 from tools.calculator import CalcError, calculator, evaluate
 from tools.sandbox import Sandbox, SandboxResult, SandboxUnavailable
+from tools.settings import SandboxSettings
 
 __all__ = ["default_tools", "format_sandbox_result", "main_calc", "main_fetch", "main_python"]
 
@@ -26,7 +24,7 @@ def format_sandbox_result(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
-def _python_tool(settings: Settings) -> Tool:
+def _python_tool(sandbox: SandboxSettings) -> Tool:
     # Built on first use, so an agent without bubblewrap still starts and the model learns
     # from the tool's answer that Python is unavailable.
     holder: dict[str, Sandbox] = {}
@@ -42,7 +40,7 @@ def _python_tool(settings: Settings) -> Tool:
         """
         if "box" not in holder:
             try:
-                holder["box"] = Sandbox(settings.sandbox)
+                holder["box"] = Sandbox(sandbox)
             except SandboxUnavailable as exc:
                 return ToolResult(ok=False, content=f"python is unavailable: {exc}")
         result = holder["box"].run(code)
@@ -55,12 +53,14 @@ def _python_tool(settings: Settings) -> Tool:
     return tool(python, name="python")
 
 
-def default_tools(settings: Settings) -> list[Tool]:
-    """calculator, python, open_url, find_in_page, follow_link: one browser session shared."""
+def default_tools(settings) -> list[Tool]:
+    """calculator, python, open_url, find_in_page, follow_link: one browser session shared.
+
+    `settings` is any object with `sandbox` and `browser` sections (the agent's `Settings`)."""
     browser = Browser(settings.browser)
     return [
         calculator,
-        _python_tool(settings),
+        _python_tool(settings.sandbox),
         tool(browser.open, name="open_url"),
         tool(browser.find, name="find_in_page"),
         tool(browser.follow, name="follow_link"),
@@ -75,9 +75,8 @@ def main_calc(expr: str) -> tuple[int, str]:
         return 1, f"error: {exc}"
 
 
-def main_python(code: str, settings: Settings | None = None) -> tuple[int, str]:
+def main_python(code: str, settings) -> tuple[int, str]:
     """`evolve tool python FILE|-` with the file's text (or stdin's): (exit code, text to print)."""
-    settings = settings or load_settings()
     try:
         box = Sandbox(settings.sandbox)
     except SandboxUnavailable as exc:
@@ -87,33 +86,7 @@ def main_python(code: str, settings: Settings | None = None) -> tuple[int, str]:
     return (0 if result.ok else 1), text
 
 
-def main_fetch(url: str, settings: Settings | None = None) -> tuple[int, str]:
+def main_fetch(url: str, settings) -> tuple[int, str]:
     """`evolve tool fetch URL`: (exit code, the page as the model would see it)."""
-    settings = settings or load_settings()
     result = Browser(settings.browser).open(url)
     return (0 if result.ok else 1), result.content if result.ok else f"error: {result.content}"
-
-
-def _main(argv: list[str]) -> int:
-    """`python -m tools.registry calc|python|fetch ARG`: the same helpers without the CLI."""
-    if len(argv) != 2 or argv[0] not in ("calc", "python", "fetch"):
-        print("usage: python -m tools.registry calc EXPR | python FILE|- | fetch URL", file=sys.stderr)
-        return 2
-    command, arg = argv
-    if command == "calc":
-        status, out = main_calc(arg)
-    elif command == "fetch":
-        status, out = main_fetch(arg)
-    else:
-        if arg == "-":
-            code = sys.stdin.read()
-        else:
-            with open(arg, encoding="utf-8") as fh:
-                code = fh.read()
-        status, out = main_python(code)
-    print(out)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -34,7 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import ConfigError, SandboxSettings, sandbox_environment
+from tools.errors import ToolConfigError
+from tools.settings import SandboxSettings, sandbox_environment
 
 __all__ = ["Sandbox", "SandboxResult", "SandboxUnavailable", "isolation_report"]
 
@@ -49,7 +50,7 @@ _TRUNCATION_MARKER = "\n[... {n} bytes truncated ...]\n"
 _DRAIN_FACTOR = 8
 
 
-class SandboxUnavailable(ConfigError):
+class SandboxUnavailable(ToolConfigError):
     """No isolation mechanism works on this machine and unsafe mode was not requested."""
 
 

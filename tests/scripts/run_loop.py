@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.config import Settings  # noqa: E402
-from agent.graph import run_improve  # noqa: E402
+from agent.loop.graph import run_improve  # noqa: E402
 from memory.embeddings import HashEmbedder  # noqa: E402
 from memory.store import Store  # noqa: E402
 from tests.loop_fakes import answers_by_question, loop_model  # noqa: E402

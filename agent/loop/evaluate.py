@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from agent.attempt import run_attempt
 from agent.policy import spec_of
-from agent.runtime import Runtime
-from agent.stats import compare
+from agent.loop.runtime import Runtime
+from agent.loop.stats import compare
 from memory.models import EvalResult, EvalRun
 
 

@@ -19,14 +19,14 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from agent import acquire as acquire_phase
-from agent import evaluate as evaluate_phase
-from agent import refine as refine_phase
-from agent import update as update_phase
+from agent.loop import acquire as acquire_phase
+from agent.loop import evaluate as evaluate_phase
+from agent.loop import refine as refine_phase
+from agent.loop import update as update_phase
 from agent.config import ConfigError, Settings
-from agent.llm import ChatModel
+from agent.model.llm import ChatModel
 from agent.policy import INCUMBENT, ensure_initial, promote
-from agent.runtime import Runtime, make_runtime
+from agent.loop.runtime import Runtime, make_runtime
 from memory.models import Cycle, Promotion, utcnow
 
 

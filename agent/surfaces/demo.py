@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from agent.config import Settings
-from agent.llm import ChatModel, make_model
+from agent.model.llm import ChatModel, make_model
 
 SYSTEM = (
     "You solve arithmetic word problems. First call the calculator with one expression that "

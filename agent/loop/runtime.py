@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Settings
-from agent.llm import ChatModel
+from agent.model.llm import ChatModel
 from agent.solver import Solver
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -34,7 +34,7 @@ class Runtime:
             model = self.model
             if model_id and model_id != getattr(self.model, "name", ""):
                 # A fine-tuned policy runs on its own model id at the same endpoint.
-                from agent.llm import make_model
+                from agent.model.llm import make_model
 
                 model = make_model(self.settings, model_id=model_id)
             self._solvers[key] = Solver(model, chosen, max_steps=max_steps,
@@ -51,7 +51,7 @@ class Runtime:
 def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,
                  store=None, sandbox=None, clock=None, progress=None, log=None) -> Runtime:
     """Wire the real pieces (or the injected ones) together for a loop or an evaluation."""
-    from agent.llm import make_model
+    from agent.model.llm import make_model
     from agent.tasks import get_suite
     from memory.store import Store
     from tools.registry import default_tools

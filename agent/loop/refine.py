@@ -12,7 +12,7 @@ from __future__ import annotations
 from agent.attempt import exemplar_text
 from agent.errors import OutputParseError
 from agent.prompts import fence
-from agent.runtime import Runtime
+from agent.loop.runtime import Runtime
 
 INSIGHT_OPS_SCHEMA = {
     "type": "object",

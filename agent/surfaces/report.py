@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from agent.stats import wilson_interval
+from agent.loop.stats import wilson_interval
 from memory.models import Cycle, Episode, EvalRun, Experience, Policy, Pointer, Promotion
 
 COLORS = {"incumbent": "#4b6a88", "candidate": "#e07a1f", "promote": "#2e8b57", "reject": "#9a9a9a",

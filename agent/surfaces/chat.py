@@ -21,7 +21,7 @@ from rich.markup import escape
 from agent.config import Settings
 from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
-from agent.worker import InputError, check_question, rate_episode, user_task
+from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
 from memory.models import Episode
 
 HISTORY_TURNS = 3

@@ -1,6 +1,6 @@
 """The long-running surfaces of the CLI: `run`, `submit`, `status`, `chat`, `report`.
 
-`register(app)` adds them to the `evolve` Typer app. `run_scheduled` (agent/schedule.py) is
+`register(app)` adds them to the `evolve` Typer app. `run_scheduled` (agent/surfaces/schedule.py) is
 re-exported for the `improve --schedule` command. Every command turns bad input into one
 `error: ...` line and exit code 2, with or without the console entry point around it.
 """
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.config import ConfigError, Settings, load_settings
-from agent.schedule import run_scheduled  # noqa: F401  (re-exported for agent/cli.py)
+from agent.surfaces.schedule import run_scheduled  # noqa: F401  (re-exported for agent/cli/app.py)
 
 out = Console()
 err = Console(stderr=True)
@@ -41,11 +41,11 @@ def _friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from agent.errors import EvolveError
+        from agent.errors import USER_ERRORS
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, EvolveError) as exc:
+        except USER_ERRORS as exc:
             sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
             raise typer.Exit(2) from None
 
@@ -56,7 +56,7 @@ def improve_job(settings: Settings, *, suite: str, cycles: int, model=None, stor
     """One improvement run as a callable, for the worker and the scheduler."""
 
     def job() -> dict:
-        from agent.graph import run_improve
+        from agent.loop.graph import run_improve
 
         return run_improve(settings, suite=suite, cycles=cycles, train=None, dev=None, tasks_file=tasks_file,
                            resume=True, model=model, store=store)
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
                                             "episode waits for feedback."),
     ) -> None:
         """Queue a question (or a JSONL file of tasks) for the worker (`evolve run`)."""
-        from agent.worker import InputError, submit_file, submit_question
+        from agent.surfaces.worker import InputError, submit_file, submit_question
 
         if (question is None) == (tasks is None):
             raise InputError('give either a question (evolve submit "What is 17*24?") or --tasks FILE.jsonl')
@@ -103,10 +103,10 @@ def register(app: typer.Typer) -> None:
 
         SIGTERM or Ctrl-C finishes the current task and exits 0; a restart resumes. Logs go to
         <home>/logs/worker.jsonl, the heartbeat to <home>/worker/heartbeat.json."""
-        from agent.llm import make_model
-        from agent.worker import JsonLog, Worker, log_path
+        from agent.model.llm import make_model
+        from agent.surfaces.worker import JsonLog, Worker, log_path
 
-        from agent.schedule import parse_cron
+        from agent.surfaces.schedule import parse_cron
 
         if schedule:
             parse_cron(schedule)  # a typo fails before the model is loaded, not after
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
     @_friendly
     def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
         """The queue, the worker's heartbeat, the incumbent policy, the last cycles and errors."""
-        from agent.worker import status
+        from agent.surfaces.worker import status
 
         settings = _settings()
         data = status(_store(settings), settings)
@@ -138,8 +138,8 @@ def register(app: typer.Typer) -> None:
     @_friendly
     def chat() -> None:
         """An interactive session with the current policy. /help lists the commands."""
-        from agent.chat import ChatSession, repl
-        from agent.llm import make_model
+        from agent.surfaces.chat import ChatSession, repl
+        from agent.model.llm import make_model
         from tools.registry import default_tools
 
         settings = _settings()
@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("evolve-report.html"), "--out", "-o", help="Where to write the HTML file."),
     ) -> None:
         """Write one self-contained HTML report: accuracy per cycle, promotions, costs, memory."""
-        from agent.report import write_report
+        from agent.surfaces.report import write_report
 
         settings = _settings()
         path = write_report(_store(settings), output)

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from filelock import FileLock, Timeout
 
 from agent.config import ConfigError, Settings
+from agent.errors import LockBusy
 
 Overlap = Literal["skip", "wait"]
 LOCK_NAME = "improve"
@@ -69,10 +70,6 @@ def parse_cron(expr: str, tz: Any = timezone.utc):
         raise ConfigError(f"--schedule {expr!r} is not a valid cron expression: {exc}") from None
 
 
-class LockBusy(Exception):
-    def __init__(self, holder: dict[str, Any]) -> None:
-        super().__init__(describe_holder(holder))
-        self.holder = holder
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -110,12 +107,12 @@ def improvement_lock(settings: Settings, *, overlap: Overlap = "skip", what: str
     except Timeout:
         holder = read_holder(settings)
         if overlap == "skip":
-            raise LockBusy(holder) from None
+            raise LockBusy(describe_holder(holder), holder) from None
         if on_wait is not None:
             on_wait(holder)
         while True:
             if stop is not None and stop.is_set():
-                raise LockBusy(holder) from None
+                raise LockBusy(describe_holder(holder), holder) from None
             try:
                 lock.acquire(timeout=poll_s)
                 break

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from sqlmodel import col, func, select
 
 from agent.config import ConfigError, Settings
-from agent.errors import EvolveError, ModelUnavailable
+from agent.errors import EvolveError, InputError, ModelUnavailable, TaskTimeout
 from agent.policy import PolicySpec, incumbent
 from agent.tasks.base import Verdict, verify_code, verify_qa
 from memory.models import Episode, QueueItem, Task, utcnow
@@ -39,14 +39,6 @@ from memory.models import Episode, QueueItem, Task, utcnow
 MAX_QUESTION_CHARS = 20_000
 USER_SUITE = "user"
 LOG_ROTATE_BYTES = 50_000_000
-
-
-class InputError(EvolveError):
-    """Bad input from the user (empty or oversized question). Nothing was stored."""
-
-
-class TaskTimeout(EvolveError):
-    """A task ran past the worker's per-task time limit."""
 
 
 def check_question(text: str, *, what: str = "question") -> str:
@@ -262,7 +254,7 @@ class Worker:
         self.improve_every = improve_every
         self.trigger = None
         if schedule:
-            from agent.schedule import parse_cron
+            from agent.surfaces.schedule import parse_cron
 
             self.trigger = parse_cron(schedule)
         self.task_timeout_s = task_timeout_s
@@ -448,7 +440,7 @@ class Worker:
         reason = self._improvement_due()
         if reason is None:
             return
-        from agent.schedule import LockBusy, improvement_lock
+        from agent.surfaces.schedule import LockBusy, improvement_lock
 
         self.beat("improving")
         try:

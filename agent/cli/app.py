@@ -41,12 +41,12 @@ def model_info() -> None:
     """Show the configured model, where its weights are and their hash."""
     settings = _settings()
     if settings.model.backend == "openai":
-        from agent.llm import OpenAIModel
+        from agent.model.llm import OpenAIModel
 
         m = OpenAIModel(settings.model)
         out.print_json(data={"backend": "openai", "model": m.name, "fingerprint": m.fingerprint})
         return
-    from agent import local_model
+    from agent.model import local_model
 
     out.print_json(data={"backend": "embedded", **local_model.describe(settings)})
 
@@ -54,7 +54,7 @@ def model_info() -> None:
 @model_app.command("ask")
 def model_ask(prompt: str, stream: bool = typer.Option(True, help="Stream tokens as they come.")) -> None:
     """Send one prompt to the configured model and print the answer."""
-    from agent.llm import make_model
+    from agent.model.llm import make_model
 
     model = make_model(_settings())
     messages = [{"role": "user", "content": prompt}]
@@ -76,7 +76,7 @@ def demo(
     ),
 ) -> None:
     """Solve one word problem with the embedded model calling the calculator tool."""
-    from agent.demo import run_demo
+    from agent.surfaces.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), question, out))
 
@@ -150,7 +150,7 @@ def improve(
     overlap: str = typer.Option("skip", help="When a scheduled run is due while one runs: skip or wait."),
 ) -> None:
     """Run self-improvement cycles: acquire, refine, update, evaluate, promote or reject."""
-    from agent.graph import run_improve
+    from agent.loop.graph import run_improve
 
     settings = _settings()
 
@@ -161,7 +161,7 @@ def improve(
         _print_summary(summary)
         return summary
 
-    from agent.schedule import LockBusy, improvement_lock, run_scheduled
+    from agent.surfaces.schedule import LockBusy, improvement_lock, run_scheduled
 
     if schedule:
         run_scheduled(settings, schedule, job, overlap=overlap)  # takes the lock per run
@@ -211,10 +211,10 @@ def eval_cmd(
     seed: int = typer.Option(0, help="Seed of the subset."),
 ) -> None:
     """Accuracy of one or more policies on held-out tasks, with 95% confidence intervals."""
-    from agent.evaluate import dev_tasks, evaluate_policy
+    from agent.loop.evaluate import dev_tasks, evaluate_policy
     from agent.policy import ensure_initial
-    from agent.runtime import make_runtime
-    from agent.stats import compare, wilson_interval
+    from agent.loop.runtime import make_runtime
+    from agent.loop.stats import compare, wilson_interval
 
     if split not in ("dev", "test"):
         raise ConfigError(f"--split {split!r}: evaluation uses held-out splits only (dev or test)")
@@ -332,7 +332,7 @@ def memory_reindex() -> None:
 
 
 def _register_surfaces() -> None:
-    from agent.cli_surfaces import register
+    from agent.cli.surfaces import register
 
     register(app)
 
@@ -342,13 +342,13 @@ _register_surfaces()
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: configuration and integrity problems print one line, no traceback."""
-    from agent.errors import EvolveError
+    from agent.errors import USER_ERRORS
 
     try:
         app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (ConfigError, EvolveError) as exc:
+    except USER_ERRORS as exc:
         # One line, unwrapped, so scripts and people can both read it.
         sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
         sys.exit(2)

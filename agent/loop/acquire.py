@@ -6,7 +6,7 @@ import random
 
 from agent.attempt import run_attempt
 from agent.policy import PolicySpec
-from agent.runtime import Runtime
+from agent.loop.runtime import Runtime
 
 
 def cycle_seed(run_id: str, cycle: int) -> int:

@@ -1,6 +1,6 @@
 """The model layer: one `ChatModel` interface, two real backends.
 
-- `EmbeddedModel`: llama.cpp in-process (agent/local_model.py finds and verifies the weights).
+- `EmbeddedModel`: llama.cpp in-process (agent/model/local_model.py finds and verifies the weights).
 - `OpenAIModel`: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server).
 
 This is the only module that imports `openai`. Transport errors (timeouts, connection
@@ -248,7 +248,7 @@ class EmbeddedModel:
     llama-cpp-python does not parse tool calls in auto mode."""
 
     def __init__(self, settings: Settings, *, llama: Any = None, fingerprint: str | None = None) -> None:
-        from agent import local_model
+        from agent.model import local_model
 
         self._cfg = settings.model
         if llama is None:

@@ -7,8 +7,8 @@ verified train episodes exported as chat fine-tuning JSONL for an OpenAI-compati
 from __future__ import annotations
 
 from agent.policy import PolicySpec, create_candidate, spec_of
-from agent.refine import current_insights
-from agent.runtime import Runtime
+from agent.loop.refine import current_insights
+from agent.loop.runtime import Runtime
 
 
 def _max_experience_id(store) -> int:
@@ -61,7 +61,7 @@ def finetune_openai(rt: Runtime, path, candidate_id: str) -> str:
     """Submit and wait for a fine-tuning job; the job id is kept so a resumed run re-attaches."""
     import json
 
-    from agent.llm import FineTuning, OpenAIModel
+    from agent.model.llm import FineTuning, OpenAIModel
 
     if not isinstance(rt.model, OpenAIModel):
         from agent.errors import ConfigError

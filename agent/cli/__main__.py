@@ -1,0 +1,5 @@
+import sys
+
+from agent.cli.app import main
+
+sys.exit(main())
