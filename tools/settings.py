@@ -16,6 +16,10 @@ class SandboxSettings(BaseModel):
     max_open_files: int = 64
     max_procs: int = 32
     max_output_bytes: int = 20_000
+    # Sizes of the sandbox's writable tmpfs mounts (they live in RAM): /work, /tmp, /dev/shm.
+    work_mb: int = 64
+    tmp_mb: int = 64
+    shm_mb: int = 16
 
 
 class BrowserSettings(BaseModel):
