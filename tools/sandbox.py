@@ -718,6 +718,11 @@ def isolation_report(settings: SandboxSettings | None = None) -> str:
     except SandboxUnavailable as exc:
         return f"unavailable: {exc}"
     layers = ["bwrap namespaces (no network, private PID, read-only /usr)"] if box.mode == "bwrap" else ["NO isolation (unsafe mode)"]
+    if box.mode == "bwrap":
+        layers.append("seccomp filter" if _FILTER else f"no seccomp filter on {os.uname().machine}")
+        layers.append("no nested user namespaces" if _bwrap_supports("--disable-userns") else "nested user namespaces possible (bubblewrap < 0.8)")
+        st = box.settings
+        layers.append(f"tmpfs /work {st.work_mb} MB, /tmp {st.tmp_mb} MB, /dev/shm {st.shm_mb} MB, read-only /dev")
     if box._drop_uid:
         layers.append("unprivileged uid")
     layers.append("rlimits (cpu, address space, file size, open files, processes)")
