@@ -385,6 +385,26 @@ class Sandbox:
 
         return bool(self._shared("bwrap_ok", probe))
 
+    def _userns_off(self) -> bool:
+        """Whether runs can forbid nested user namespaces: bubblewrap knows --disable-userns
+        (0.8+) and it works here (it needs a user namespace of its own, which a setuid
+        bubblewrap does not make)."""
+
+        known = _bwrap_supports("--disable-userns")  # outside _shared: both take the probe lock
+
+        def probe() -> bool:
+            if not known:
+                return False
+            argv = [self._bwrap, *self._mounts_for_probe(), "--unshare-user", "--disable-userns", "--", "/bin/sh", "-c", "exit 0"]
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=10, env=sandbox_environment(),
+                                      preexec_fn=self._drop_privileges_fn(_UID_BASE) if os.geteuid() == 0 else None)
+            except (OSError, subprocess.SubprocessError):
+                return False
+            return done.returncode == 0
+
+        return bool(self._shared("userns_off", probe))
+
     @staticmethod
     def _host_dirs() -> list[str]:
         """Mirror the top-level system directories (symlinks on merged-/usr systems)."""
@@ -425,7 +445,7 @@ class Sandbox:
             "--new-session",
             "--remount-ro", "/",
         ]
-        if _bwrap_supports("--disable-userns"):
+        if self._userns_off():
             # No nested user namespace: inside one, code would be "root" with every capability.
             argv += ["--unshare-user", "--disable-userns"]
         if seccomp_fd is not None:
@@ -494,7 +514,7 @@ class Sandbox:
         isolation += [f"cgroup:{c}" for c in cgroup.controllers]
         if self.mode == "bwrap":
             isolation += ["seccomp"] if _FILTER else []
-            isolation += ["no-userns"] if _bwrap_supports("--disable-userns") else []
+            isolation += ["no-userns"] if self._userns_off() else []
             isolation += ["tmpfs-limits"]
         try:
             self._populate(workdir, code, files or {}, uid)
@@ -720,7 +740,7 @@ def isolation_report(settings: SandboxSettings | None = None) -> str:
     layers = ["bwrap namespaces (no network, private PID, read-only /usr)"] if box.mode == "bwrap" else ["NO isolation (unsafe mode)"]
     if box.mode == "bwrap":
         layers.append("seccomp filter" if _FILTER else f"no seccomp filter on {os.uname().machine}")
-        layers.append("no nested user namespaces" if _bwrap_supports("--disable-userns") else "nested user namespaces possible (bubblewrap < 0.8)")
+        layers.append("no nested user namespaces" if box._userns_off() else "nested user namespaces possible (bubblewrap < 0.8 or no user namespace)")
         st = box.settings
         layers.append(f"tmpfs /work {st.work_mb} MB, /tmp {st.tmp_mb} MB, /dev/shm {st.shm_mb} MB, read-only /dev")
     if box._drop_uid:
