@@ -71,9 +71,27 @@ def _v2_experience_vectors_and_usage(conn: Connection) -> None:
             index.create(conn)
 
 
+def _v3_typed_trajectories(conn: Connection) -> None:
+    # Episodes stored before memory/trajectory.py hold dicts keyed by "type" (or "role"):
+    # rewrite each as typed steps so every reader sees one shape.
+    import json
+
+    from memory.trajectory import is_legacy, upgrade_legacy
+
+    episode = SQLModel.metadata.tables["episode"]
+    rows = conn.execute(episode.select().with_only_columns(episode.c.id, episode.c.trajectory)).all()
+    for episode_id, items in rows:
+        if isinstance(items, (str, bytes)):
+            items = json.loads(items)
+        if isinstance(items, list) and is_legacy(items):
+            conn.execute(episode.update().where(episode.c.id == episode_id)
+                         .values(trajectory=upgrade_legacy(items)))
+
+
 STEPS: list[Step] = [
     Step(1, "initial", _v1_initial),
     Step(2, "experience_vectors_and_usage", _v2_experience_vectors_and_usage),
+    Step(3, "typed_trajectories", _v3_typed_trajectories),
 ]
 LATEST = STEPS[-1].version
 

@@ -33,6 +33,7 @@ from memory.errors import IntegrityError
 from memory.db import make_engine, session_scope
 from memory.index import ExperienceIndex, bucket_name, parse_bucket
 from memory.migrations import current_version
+from memory.trajectory import Trajectory
 from memory.models import (
     EXPERIENCE_KINDS,
     SPLITS,
@@ -50,7 +51,6 @@ _TRUST_RANK = {"untrusted": 0, "unverified": 1, "verified": 2}
 # Similarities this close count as a tie, which usefulness then breaks.
 TIE_MARGIN = 0.01
 SAMPLE_CHECK = 16
-_MSG_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
 def now() -> datetime:
@@ -737,15 +737,8 @@ class Store:
 
 
 def _chat_messages(ep: Episode, task: Task) -> list[dict[str, Any]] | None:
-    msgs = []
-    for m in ep.trajectory or []:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
-            continue
-        msgs.append({k: m[k] for k in _MSG_KEYS if k in m and m[k] is not None})
-    if not any(m["role"] == "user" for m in msgs):
-        msgs.insert(1 if msgs and msgs[0]["role"] == "system" else 0, {"role": "user", "content": task.question})
-    if not msgs or msgs[-1]["role"] != "assistant":
-        if not ep.final_answer:
-            return None
-        msgs.append({"role": "assistant", "content": ep.final_answer})
+    # The episode's own reasoning, tool calls and results, as chat messages.
+    msgs = Trajectory.from_stored(ep.trajectory).to_messages(final_answer=ep.final_answer, question=task.question)
+    if not msgs or msgs[-1]["role"] != "assistant" or msgs[-1].get("tool_calls"):
+        return None
     return msgs

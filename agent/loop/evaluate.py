@@ -11,7 +11,6 @@ import hashlib
 from sqlmodel import select
 
 from agent.attempt import run_attempt
-from agent.policy import spec_of
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
 from memory.models import EvalResult, EvalRun
@@ -40,13 +39,12 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
             s.refresh(run)
         run_id = run.id
         done = {r.task_id: r.correct for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
-    spec = spec_of(policy)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
+    solver = rt.solver(policy)
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,
                              run_key=f"eval/{policy.id}/{task.id}/s{seed}", source="eval", cycle=cycle,
-                             sandbox=rt.sandbox)
+                             sandbox=rt.sandbox, spent=rt.usage)
             row = EvalResult(eval_run_id=run_id, policy_id=policy.id, task_id=task.id, seed=seed,
                              correct=ep.verdict == "pass", episode_id=ep.id,
                              tokens=ep.prompt_tokens + ep.completion_tokens, latency_s=ep.latency_s)
