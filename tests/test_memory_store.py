@@ -13,6 +13,7 @@ from agent.config import Settings
 from agent.errors import IntegrityError
 from memory.embeddings import HashEmbedder
 from memory.models import EvalRun, Episode, Experience, Policy, Task
+from memory.migrations import LATEST
 from memory.store import Store, digest_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -148,6 +149,25 @@ def test_retrieve_ranks_by_similarity_then_usefulness(store):
     assert store.retrieve("exemplar", "multiply six by seven", 1)[0].id == c.id
 
 
+def test_retrieve_within_a_memory_snapshot_never_under_fetches(store):
+    # A policy sees only experiences up to its snapshot id, however many newer, closer ones exist.
+    old = [add(store, f"Q: add {a} and {b}", key=f"add {a} and {b}") for a, b in (("seven", "nine"), ("eight", "one"))]
+    snapshot = store.max_experience_id()
+    assert snapshot == old[-1].id
+    words = "red green blue cyan teal pink gold gray navy lime plum rose sand snow wine mint jade ruby onyx opal"
+    for i, w in enumerate(words.split()):
+        assert add(store, f"Q: add two and three {w} v{i}", key=f"add two and three {w} v{i}") is not None
+    newest = store.retrieve("exemplar", "add two and three", 2)
+    assert all(r.id > snapshot for r in newest)
+    got = store.retrieve("exemplar", "add two and three", 2, max_id=snapshot)
+    assert sorted(r.id for r in got) == sorted(r.id for r in old)
+    from agent.attempt import build_context
+    from agent.policy import PolicySpec
+
+    ctx = build_context(store, PolicySpec(exemplars_k=2, memory_snapshot=snapshot), "add two and three")
+    assert sorted(ctx.experience_ids) == sorted(r.id for r in old)
+
+
 def test_usefulness_breaks_ties(store):
     a = add(store, "Rule one: check units.", kind="insight", key="check the units")
     b = add(store, "Rule two: check units carefully.", kind="insight", key="units the check", trust="verified")
@@ -225,7 +245,7 @@ def test_stats_and_search(store):
     add(store, "Q: add two and three\nA: 5", key="add two and three")
     add(store, "Untrusted tip from a page.", kind="insight", trust="untrusted")
     st = store.stats()
-    assert st["schema_version"] == 2
+    assert st["schema_version"] == LATEST
     assert st["experiences_active"] == {"exemplar/train/verified": 1, "insight/train/untrusted": 1}
     assert st["index"] == {"exp-exemplar-train-verified": 1, "exp-insight-train-untrusted": 1}
     assert st["tasks"] == {"dev": 2, "test": 1, "train": 2}
@@ -385,10 +405,10 @@ def test_upgrade_from_stored_v1_database(tmp_path):
     settings = make_settings(tmp_path)
     shutil.copy(FIXTURES / "store_v1.sqlite", settings.home / "evolve.db")
     st = Store(settings, embedder=HashEmbedder())
-    assert st.stats()["schema_version"] == 2
+    assert st.stats()["schema_version"] == LATEST
     with st.engine.connect() as conn:
         versions = [r[0] for r in conn.exec_driver_sql("SELECT version FROM evolve_schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == list(range(1, LATEST + 1))
     # Old rows are intact, get vectors on first use of the index, and the firewall holds.
     assert st.get_pointer("incumbent") == "p1-aaaaaaaa"
     assert st.episode_by_key("c1/acquire/arith/train/1/0").trajectory[1]["content"] == "5"
@@ -402,7 +422,7 @@ def test_upgrade_from_stored_v1_database(tmp_path):
     st.close()
     # Opening again is a no-op.
     st2 = Store(settings, embedder=HashEmbedder())
-    assert st2.stats()["schema_version"] == 2
+    assert st2.stats()["schema_version"] == LATEST
     st2.close()
 
 
