@@ -58,20 +58,27 @@ class Solvers:
         return self._built[key]
 
 
-def build_context(store, spec: PolicySpec, question: str, *, exclude_task_ids=()) -> Context:
+def build_context(store, spec: PolicySpec, question: str, *, exclude_task_ids=(), trial: bool = False) -> Context:
+    """The policy's insights and retrieved experience. `trial` (train attempts only) also shows
+    quarantined insights, so a pass there can confirm them (memory's `record_usage`)."""
     ctx = Context(insights=list(spec.insights))
     if store is None:
         return ctx
     for kind, k, shown in (("exemplar", spec.exemplars_k, ctx.exemplars), ("skill", spec.skills_k, ctx.skills)):
         if k <= 0:
             continue
-        # Over-fetch, then keep what existed when the policy was made (its memory snapshot).
-        found = store.retrieve(kind, question, k * 3 if spec.memory_snapshot else k,
-                               exclude_task_ids=exclude_task_ids)
-        for exp in [e for e in found if not spec.memory_snapshot or e.id <= spec.memory_snapshot][:k]:
+        # Only what existed when the policy was made (its memory snapshot); the store widens
+        # its search until it has k such rows.
+        for exp in store.retrieve(kind, question, k, exclude_task_ids=exclude_task_ids,
+                                  max_id=spec.memory_snapshot or None):
             shown.append(exp.content)
             ctx.experience_ids.append(exp.id)
     ctx.experience_ids.extend(i for i in spec.insight_ids if i not in ctx.experience_ids)
+    if trial:
+        for exp in store.trial_insights():
+            if exp.content not in ctx.insights:
+                ctx.insights.append(exp.content)
+                ctx.experience_ids.append(exp.id)
     return ctx
 
 
@@ -95,7 +102,8 @@ def run_attempt(*, store, solver: Solver, task: Task, policy: Policy, run_key: s
     spec = PolicySpec.model_validate(policy.spec)
     asked = question or task.question
     # A task's own stored exemplar must never answer it (it would be a leaked reference).
-    ctx = build_context(store, spec, asked, exclude_task_ids=[task.id])
+    ctx = build_context(store, spec, asked, exclude_task_ids=[task.id],
+                        trial=source == "acquire" and task.split == "train")
     started = time.perf_counter()
     episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
                       model_fingerprint=solver.model.fingerprint, cycle=cycle, source=source,

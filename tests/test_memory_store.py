@@ -150,6 +150,25 @@ def test_retrieve_ranks_by_similarity_then_usefulness(store):
     assert store.retrieve("exemplar", "multiply six by seven", 1)[0].id == c.id
 
 
+def test_retrieve_within_a_memory_snapshot_never_under_fetches(store):
+    # A policy sees only experiences up to its snapshot id, however many newer, closer ones exist.
+    old = [add(store, f"Q: add {a} and {b}", key=f"add {a} and {b}") for a, b in (("seven", "nine"), ("eight", "one"))]
+    snapshot = store.max_experience_id()
+    assert snapshot == old[-1].id
+    words = "red green blue cyan teal pink gold gray navy lime plum rose sand snow wine mint jade ruby onyx opal"
+    for i, w in enumerate(words.split()):
+        assert add(store, f"Q: add two and three {w} v{i}", key=f"add two and three {w} v{i}") is not None
+    newest = store.retrieve("exemplar", "add two and three", 2)
+    assert all(r.id > snapshot for r in newest)
+    got = store.retrieve("exemplar", "add two and three", 2, max_id=snapshot)
+    assert sorted(r.id for r in got) == sorted(r.id for r in old)
+    from agent.attempt import build_context
+    from agent.policy import PolicySpec
+
+    ctx = build_context(store, PolicySpec(exemplars_k=2, memory_snapshot=snapshot), "add two and three")
+    assert sorted(ctx.experience_ids) == sorted(r.id for r in old)
+
+
 def test_usefulness_breaks_ties(store):
     a = add(store, "Rule one: check units.", kind="insight", key="check the units")
     b = add(store, "Rule two: check units carefully.", kind="insight", key="units the check", trust="verified")

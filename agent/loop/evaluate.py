@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlmodel import select
-
 from agent.attempt import run_attempt
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
-from memory.models import EvalResult, EvalRun
+from memory.models import EvalResult
 
 
 def dev_tasks(rt: Runtime, split: str = "dev", limit: int | None = None, seed: int = 0):
@@ -29,16 +27,9 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     run_key = f"eval/{policy.id}/{split}/{digest}/s{seed}"
     store = rt.store
-    with store.session() as s:
-        run = s.exec(select(EvalRun).where(EvalRun.run_key == run_key)).first()
-        if run is None:
-            run = EvalRun(run_key=run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
-                          cycle=cycle, n=len(ids))
-            s.add(run)
-            s.commit()
-            s.refresh(run)
-        run_id = run.id
-        done = {r.task_id: r.correct for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
+    run, done = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
+                                    cycle=cycle, n=len(ids))
+    run_id = run.id
     solver = rt.solver(policy)
     for i, task in enumerate(tasks):
         if task.id not in done:
@@ -52,11 +43,7 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
             done[task.id] = row.correct
             rt.log("episode", {"phase": phase, "policy": policy.id, "task": task.id, "verdict": ep.verdict})
         rt.progress(f"{phase} {policy.id}", i + 1, len(tasks))
-    with store.session() as s:
-        run = s.get(EvalRun, run_id)
-        run.accuracy = sum(done.values()) / len(ids) if ids else 0.0
-        s.add(run)
-        s.commit()
+    store.finish_eval_run(run_id, sum(done.values()) / len(ids) if ids else 0.0)
     return {tid: done[tid] for tid in ids}
 
 

@@ -37,10 +37,9 @@ ANALYSE_PROMPT = (
 
 
 def current_insights(store, limit: int = 12):
-    rows = store.experiences(kind="insight", split="train", active=True)
-    rows = [r for r in rows if r.trust != "untrusted"]
-    rows.sort(key=lambda r: (-r.importance, -r.usefulness, r.id))
-    return rows[:limit]
+    # The refiner's view includes quarantined rules; a policy's prompts take only
+    # store.policy_insights (verified).
+    return store.insight_pool(limit)
 
 
 def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
