@@ -21,7 +21,9 @@ from agent.config import Settings
 from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
 from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
+from memory.models import Episode
 from memory.trajectory import Reply
+from tools.text import terminal_safe
 
 HISTORY_TURNS = 3
 REPLY_INSTRUCTION = (
@@ -86,7 +88,7 @@ class ChatSession:
         return True
 
     def say(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(terminal_safe(text), highlight=False)
 
     # -- a turn -------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class ChatSession:
         pieces = []
         for piece in self.model.stream(messages, max_tokens=self.settings.model.max_tokens):
             pieces.append(piece)
-            out.write(piece)
+            out.write(terminal_safe(piece))
             out.flush()
         out.write("\n")
         out.flush()
