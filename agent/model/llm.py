@@ -532,16 +532,23 @@ class OpenAIModel:
         # Only opening the stream is retried: once tokens have been shown, a retry would repeat them.
         stream = self._call(lambda: self._client.chat.completions.create(**kwargs))
         usage = Usage(calls=1)
+        pieces = 0
+        reported = False
         try:
             for chunk in stream:
                 if chunk.usage:
+                    reported = True
                     usage.prompt_tokens = chunk.usage.prompt_tokens or 0
                     usage.completion_tokens = chunk.usage.completion_tokens or 0
                 if chunk.choices and chunk.choices[0].delta.content:
+                    pieces += 1
                     yield chunk.choices[0].delta.content
         except (self._openai.APITimeoutError, self._openai.APIConnectionError) as exc:
             raise ModelUnavailable(self._unavailable(exc)) from exc
         finally:
+            if not reported:
+                # llama-cpp-python's server ignores stream_options: one chunk is one token there.
+                usage.completion_tokens = pieces
             usage.latency_s = time.perf_counter() - started
             self.usage.add(usage)
 
