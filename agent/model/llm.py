@@ -401,7 +401,7 @@ class OpenAIModel:
             return exc.status_code >= 500 and rejection(exc, self._where) is None
         return False
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], *, not_found: str = "") -> Any:
         retrying = Retrying(
             retry=retry_if_exception(self._is_transport),
             stop=stop_after_attempt(self._cfg.max_retries + 1),
@@ -416,6 +416,8 @@ class OpenAIModel:
                 f"{self._cfg.base_url or 'OpenAI'} rejected the API key (401); set EVOLVE_MODEL__API_KEY"
             ) from exc
         except self._openai.NotFoundError as exc:
+            if not_found:
+                raise ConfigError(not_found) from exc
             raise ConfigError(
                 f"{self._cfg.base_url or 'OpenAI'} has no model {self._cfg.model!r} (404); "
                 f"set EVOLVE_MODEL__MODEL to one it serves"
@@ -570,7 +572,11 @@ class FineTuning:
         client = self._model._client
         with open(jsonl_path, "rb") as fh:
             data = fh.read()
-        uploaded = self._model._call(lambda: client.files.create(file=("train.jsonl", data), purpose="fine-tune"))
+        # llama-cpp-python's server, Ollama and others have no such API: 404 on /v1/files.
+        missing = (f"{self._model._where} has no fine-tuning API (404 on /files); set "
+                   f"EVOLVE_LOOP__FINETUNE=export to write the training file instead")
+        uploaded = self._model._call(lambda: client.files.create(file=("train.jsonl", data), purpose="fine-tune"),
+                                     not_found=missing)
         job = self._model._call(lambda: client.fine_tuning.jobs.create(
             training_file=uploaded.id, model=base_model, suffix=suffix[:18]))
         return job.id
