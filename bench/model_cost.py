@@ -9,7 +9,9 @@
 - load_s, rss_after_load_mb, peak_rss_mb: llama.cpp loading it; VmRSS/VmHWM of this process.
 - prompt_tok_s: a ~300-token prompt with max_tokens=1 (prompt tokens / wall time).
 - decode_tok_s: (generated - 1) / (wall time - wall time of the same prompt with max_tokens=1),
-  greedy, max_tokens=128; the median of the repeats.
+  greedy, max_tokens=128; the median of the repeats. decode_tok_per_cpu_s divides by this
+  process's CPU time instead: with 1 thread it is close to the idle-machine rate when others
+  share the cores (wall-clock rates are then lower by the share of CPU this process got).
 Prints one JSON object. Timings on a shared machine are noisy: say so when quoting them.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -67,19 +70,22 @@ def main() -> None:
 
         def run(messages, max_tokens):
             llm.reset()  # evaluate the whole prompt every time (no prefix reuse)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
-            return time.perf_counter() - t0, out["usage"]
+            return time.perf_counter() - t0, time.process_time() - c0, out["usage"]
 
-        prompt_rates, decode_rates, generated = [], [], []
+        prompt_rates, decode_rates, decode_cpu_rates, generated = [], [], [], []
         for _ in range(args.repeats):
-            t, usage = run(LONG, 1)
+            t, _, usage = run(LONG, 1)
             prompt_rates.append(usage["prompt_tokens"] / t)
-            t1, _ = run(CODE, 1)
-            tn, usage = run(CODE, 128)
+            t1, c1, _ = run(CODE, 1)
+            tn, cn, usage = run(CODE, 128)
             generated.append(usage["completion_tokens"])
             if usage["completion_tokens"] > 1 and tn > t1:
                 decode_rates.append((usage["completion_tokens"] - 1) / (tn - t1))
+            if usage["completion_tokens"] > 1 and cn > c1:
+                # Per CPU-second: what the rate would be with the core to itself (1 thread).
+                decode_cpu_rates.append((usage["completion_tokens"] - 1) / (cn - c1))
         llm.close()
 
     print(json.dumps({
@@ -89,6 +95,8 @@ def main() -> None:
         "prompt_tok_s": round(statistics.median(prompt_rates), 1),
         "decode_tok_s": round(statistics.median(decode_rates), 1) if decode_rates else None,
         "decode_tok_s_all": [round(r, 1) for r in decode_rates], "generated_tokens": generated,
+        "decode_tok_per_cpu_s": round(statistics.median(decode_cpu_rates), 1) if decode_cpu_rates else None,
+        "load1_at_end": round(os.getloadavg()[0], 1),
     }, indent=1))
 
 
