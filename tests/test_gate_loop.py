@@ -13,6 +13,7 @@ from memory.embeddings import HashEmbedder
 from memory.models import EvalResult, EvalRun, Promotion
 from memory.store import Store
 from tests.loop_fakes import answers_by_question
+from agent.loop.proposers import INSTRUCTION_SCHEMA
 from tests.search_fakes import INSTRUCTION, search_model
 
 
@@ -36,8 +37,14 @@ def promotions(store):
 
 def test_several_candidates_screened_gated_and_all_recorded(tmp_path, answers):
     settings, store = make(tmp_path)
-    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store)
+    model = search_model(answers)
+    summary = run_improve(settings, cycles=1, model=model, store=store)
     entry = summary["history"][0]
+    # the reflective proposer saw failed train episodes only, never a held-out item
+    reflect = [m for m, kw in model.calls if kw.get("schema") == INSTRUCTION_SCHEMA]
+    assert len(reflect) == 1
+    held_out = [t.question for t in store.tasks(split="dev")]
+    assert held_out and not [q for q in held_out if q in reflect[0][1]["content"]]
     proposed = entry["update"]["candidates"]
     assert [c["proposer"] for c in proposed] == ["context", "tools", "instruction"]
     by_name = {c["proposer"]: c["candidate_id"] for c in proposed}
