@@ -22,6 +22,7 @@ def answers():
     return answers_by_question("arith")
 
 
+# A fixed run id: the train tasks acquired and screened are drawn from it, so the outcome is fixed.
 def make(tmp_path, **loop):
     settings = Settings(home=tmp_path / "home", loop={
         "suite": "arith", "train_per_cycle": 4, "dev_size": 24, "patience": 1, "exemplars_k": 2,
@@ -38,7 +39,7 @@ def promotions(store):
 def test_several_candidates_screened_gated_and_all_recorded(tmp_path, answers):
     settings, store = make(tmp_path)
     model = search_model(answers)
-    summary = run_improve(settings, cycles=1, model=model, store=store)
+    summary = run_improve(settings, cycles=1, model=model, store=store, run_id="search-test")
     entry = summary["history"][0]
     # the reflective proposer saw failed train episodes only, never a held-out item
     reflect = [m for m, kw in model.calls if kw.get("schema") == INSTRUCTION_SCHEMA]
@@ -91,7 +92,7 @@ def initial_id(store, by_name):
 
 def test_cost_rule_rejects_a_gain_bought_with_more_tokens(tmp_path, answers):
     settings, store = make(tmp_path, max_cost_ratio=1.0)
-    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store)
+    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store, run_id="search-test")
     ev = summary["history"][0]["evaluate"]
     tools = next(c for c in ev["candidates"] if c["proposer"] == "tools")
     assert tools["p_adjusted"] < 0.05 and tools["decision"] == "reject" and "cost ratio" in tools["reason"]
@@ -101,7 +102,7 @@ def test_cost_rule_rejects_a_gain_bought_with_more_tokens(tmp_path, answers):
 
 def test_without_screening_the_first_survivors_go_to_dev(tmp_path, answers):
     settings, store = make(tmp_path, screen_size=0, survivors=3)
-    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store)
+    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store, run_id="search-test")
     ev = summary["history"][0]["evaluate"]
     assert [c["proposer"] for c in ev["candidates"]] == ["context", "tools", "instruction"]
     assert ev["threshold"]["m"] == 3 and ev["promoted"] is not None
@@ -110,7 +111,8 @@ def test_without_screening_the_first_survivors_go_to_dev(tmp_path, answers):
 def test_rejected_candidates_are_not_proposed_again_against_the_same_incumbent(tmp_path, answers):
     # python does not help this time: nothing beats the incumbent, every candidate is rejected
     settings, store = make(tmp_path, screen_size=0, survivors=3, patience=3)
-    summary = run_improve(settings, cycles=2, model=search_model(answers, python_helps=False), store=store)
+    summary = run_improve(settings, cycles=2, model=search_model(answers, python_helps=False), store=store,
+                          run_id="search-test")
     first, second = (h["update"]["candidates"] for h in summary["history"])
     assert "instruction" in [c["proposer"] for c in first]
     rejected = {c["candidate_id"] for c in first} - {first[0]["candidate_id"]}  # context changes anyway
@@ -121,5 +123,5 @@ def test_rejected_candidates_are_not_proposed_again_against_the_same_incumbent(t
 def test_a_malformed_instruction_reply_proposes_nothing(tmp_path, answers):
     settings, store = make(tmp_path, screen_size=0)
     summary = run_improve(settings, cycles=1, model=search_model(answers, instruction="not json at all"),
-                          store=store)
+                          store=store, run_id="search-test")
     assert [c["proposer"] for c in summary["history"][0]["update"]["candidates"]] == ["context", "tools"]
