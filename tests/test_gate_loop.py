@@ -125,3 +125,13 @@ def test_a_malformed_instruction_reply_proposes_nothing(tmp_path, answers):
     summary = run_improve(settings, cycles=1, model=search_model(answers, instruction="not json at all"),
                           store=store, run_id="search-test")
     assert [c["proposer"] for c in summary["history"][0]["update"]["candidates"]] == ["context", "tools"]
+
+
+def test_a_positive_but_insignificant_gain_is_rejected_by_the_loop(tmp_path, answers):
+    # 5 dev items: 5 wins of 5 at most, p >= 0.0625, so no gain here can be significant
+    settings, store = make(tmp_path, dev_size=5, screen_size=0, candidates_per_cycle=2, futility_stop=False)
+    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store, run_id="search-test")
+    tools = next(c for c in summary["history"][0]["evaluate"]["candidates"] if c["proposer"] == "tools")
+    assert tools["delta"] > 0 and tools["p_value"] >= 0.05 and not tools["stopped_early"]
+    assert tools["decision"] == "reject" and summary["history"][0]["decision"] == "reject"
+    assert store.get_pointer(INCUMBENT) == store.get_policy(tools["candidate_id"]).parent_id
