@@ -11,14 +11,11 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 
-from sqlmodel import select
-
 from agent.attempt import run_attempt
 from agent.loop import gate
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
-from agent.policy import spec_of
-from memory.models import EvalResult, EvalRun
+from memory.models import EvalResult
 
 Row = tuple[bool, int, float]  # (correct, tokens, seconds)
 
@@ -40,25 +37,17 @@ def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycl
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     run_key = f"eval/{policy.id}/{split}/{digest}/s{seed}"
     store = rt.store
-    with store.session() as s:
-        run = s.exec(select(EvalRun).where(EvalRun.run_key == run_key)).first()
-        if run is None:
-            run = EvalRun(run_key=run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
-                          cycle=cycle, n=len(ids))
-            s.add(run)
-            s.commit()
-            s.refresh(run)
-        run_id = run.id
-        done = {r.task_id: (r.correct, r.tokens, r.latency_s)
-                for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
-    spec = spec_of(policy)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
+    run, _ = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
+                                 cycle=cycle, n=len(ids))
+    run_id = run.id
+    done = store.eval_rows(run_id)
+    solver = rt.solver(policy)
     seen: dict[str, Row] = {}
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,
                              run_key=f"eval/{policy.id}/{task.id}/s{seed}", source="eval", cycle=cycle,
-                             sandbox=rt.sandbox)
+                             sandbox=rt.sandbox, spent=rt.usage)
             row = EvalResult(eval_run_id=run_id, policy_id=policy.id, task_id=task.id, seed=seed,
                              correct=ep.verdict == "pass", episode_id=ep.id,
                              tokens=ep.prompt_tokens + ep.completion_tokens, latency_s=ep.latency_s)
@@ -70,11 +59,7 @@ def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycl
         if stop is not None and i + 1 < len(tasks) and stop(seen):
             rt.log("futility", {"phase": phase, "policy": policy.id, "evaluated": i + 1, "of": len(tasks)})
             break
-    with store.session() as s:
-        run = s.get(EvalRun, run_id)
-        run.accuracy = sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0
-        s.add(run)
-        s.commit()
+    store.finish_eval_run(run_id, sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0)
     return seen
 
 

@@ -156,10 +156,11 @@ def with_instruction(spec, instruction: str):
     return _changed(spec, {"system_prompt": f"{base}\n\n{INSTRUCTION_HEADER} {instruction}"})
 
 
-def reflective(model, *, max_tokens: int = 200) -> Proposer:
+def reflective(model, *, max_tokens: int = 200, spent=None) -> Proposer:
     """A proposer that asks `model` for an instruction written from failed train episodes.
 
-    One schema-constrained call; an unparsable or empty reply proposes nothing."""
+    One schema-constrained call; an unparsable or empty reply proposes nothing. `spent`: a
+    Usage the call's tokens are added to (the phase's count)."""
 
     def instruction(spec, exp: Experience):
         if not exp.failures:
@@ -169,6 +170,8 @@ def reflective(model, *, max_tokens: int = 200) -> Proposer:
                                  max_tokens=max_tokens)
         except OutputParseError:
             return None
+        if spent is not None:
+            spent.add(out.usage)
         parsed = out.parsed if isinstance(out.parsed, dict) else {}
         text = clean_instruction(parsed.get("instruction", ""))
         return with_instruction(spec, text) if text else None
@@ -177,9 +180,9 @@ def reflective(model, *, max_tokens: int = 200) -> Proposer:
     return instruction
 
 
-def default_proposers(model) -> list[Proposer]:
+def default_proposers(model, *, spent=None) -> list[Proposer]:
     """In the order tried: context first (it is what today's single-candidate cycle proposes)."""
-    return [context, program, program_with_reasoning, vote, tools, reflective(model)]
+    return [context, program, program_with_reasoning, vote, tools, reflective(model, spent=spent)]
 
 
 def propose(spec, exp: Experience, proposers: Sequence[Proposer], *, k: int,

@@ -10,19 +10,9 @@ from __future__ import annotations
 
 from agent.loop import proposers
 from agent.loop.proposers import Experience, Failure
-from agent.loop.refine import _attempt_text, current_insights
 from agent.loop.runtime import Runtime
 from agent.policy import PolicySpec, create_candidate, spec_of
-
-
-def _max_experience_id(store) -> int:
-    from sqlalchemy import func
-    from sqlmodel import select
-
-    from memory.models import Experience
-
-    with store.session() as s:
-        return s.exec(select(func.max(Experience.id))).one() or 0
+from memory.trajectory import Trajectory
 
 
 def experience_summary(rt: Runtime, *, run_id: str | None = None, cycle: int | None = None) -> Experience:
@@ -36,15 +26,16 @@ def experience_summary(rt: Runtime, *, run_id: str | None = None, cycle: int | N
             task = store.get_task(ep.task_id) if ep.run_key.startswith(prefix) else None
             if task is None or task.split != "train":
                 continue  # the firewall: held-out items never reach a proposer
-            failures.append(Failure(question=task.question, attempt=_attempt_text(ep.trajectory),
-                                    answer=ep.final_answer or "", reference=task.meta.get("solution") or task.answer,
+            attempt = Trajectory.from_stored(ep.trajectory).attempt_text()
+            failures.append(Failure(question=task.question, attempt=attempt, answer=ep.final_answer or "",
+                                    reference=task.meta.get("solution") or task.answer,
                                     reference_answer=task.answer))
-    insights = current_insights(store, loop.insights_max)
+    insights = store.policy_insights(loop.insights_max)  # verified only: the quarantine holds
     return Experience(
         has_exemplars=bool(store.experiences(kind="exemplar", split="train", trust="verified", active=True)),
         has_skills=bool(store.experiences(kind="skill", split="train", trust="verified", active=True)),
         insights=tuple((r.id, r.content) for r in insights),
-        memory_snapshot=_max_experience_id(store),
+        memory_snapshot=store.max_experience_id(),
         exemplars_k=loop.exemplars_k,
         tools_available=tuple(t.name for t in rt.tools),
         task_kind="code" if getattr(rt.suite, "name", "") == "code" else "numeric",
@@ -68,7 +59,7 @@ def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
     spec = spec_of(incumbent)
     exp = experience_summary(rt, run_id=run_id, cycle=cycle)
     skip = frozenset(p.digest for p in (rt.store.get_policy(i) for i in skip_ids) if p is not None)
-    proposals = proposers.propose(spec, exp, proposers.default_proposers(rt.model),
+    proposals = proposers.propose(spec, exp, proposers.default_proposers(rt.model, spent=rt.usage),
                                   k=loop.candidates_per_cycle, skip_digests=skip)
     candidates = []
     for name, cand_spec in proposals:
