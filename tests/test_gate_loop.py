@@ -26,7 +26,9 @@ def answers():
 def make(tmp_path, **loop):
     settings = Settings(home=tmp_path / "home", loop={
         "suite": "arith", "train_per_cycle": 4, "dev_size": 24, "patience": 1, "exemplars_k": 2,
-        "candidates_per_cycle": 3, "screen_size": 4, "survivors": 2, **loop})
+        "candidates_per_cycle": 3, "screen_size": 4, "survivors": 2,
+        # the proposers this fake can tell apart (strategy genes are another suite's business)
+        "proposers": ["context", "tools", "instruction"], **loop})
     settings.ensure_dirs()
     return settings, Store(settings, embedder=HashEmbedder(64))
 
@@ -52,7 +54,8 @@ def test_several_candidates_screened_gated_and_all_recorded(tmp_path, answers):
     # one mutation each
     initial = spec_of(store.get_policy(store.get_policy(by_name["tools"]).parent_id))
     assert spec_of(store.get_policy(by_name["tools"])).tools == (*initial.tools, "python")
-    assert INSTRUCTION in spec_of(store.get_policy(by_name["instruction"])).system_prompt
+    written = spec_of(store.get_policy(by_name["instruction"]))
+    assert INSTRUCTION in written.system_prompt + getattr(written, "instructions", "")
     # screening: same train minibatch for all, apart from this cycle's acquire tasks
     screen = entry["screen"]
     assert len(screen["screen_ids"]) == 4 and all(t.startswith("arith/train") for t in screen["screen_ids"])

@@ -5,7 +5,7 @@ already has that value or the gene does not exist yet). Each changes one thing, 
 names what helped. They see only an `Experience` summary built from TRAIN data; no dev or test
 item reaches them. Whether a proposal is kept is the gate's business, not theirs.
 
-Strategy genes (`mode`, `samples`) are proposed only when the policy spec has them: a gene the
+Strategy genes (`mode`, `samples`, `instructions`) are proposed only when the policy spec has them: a gene the
 solver does not execute would be evaluated as a copy of the incumbent, wasting a dev run.
 """
 
@@ -89,6 +89,14 @@ def program_with_reasoning(spec, exp: Experience):
     return _changed(spec, {"mode": "program+reason"})
 
 
+def reason(spec, exp: Experience):
+    """Plain free-text reasoning, answer extracted: no JSON turns, no tools (on the 0.5B model
+    this scored above the act scaffold, issue 10)."""
+    if not _has(spec, "mode") or exp.task_kind == "code" or spec.mode == "reason":
+        return None
+    return _changed(spec, {"mode": "reason"})
+
+
 def vote(spec, exp: Experience):
     """Self-consistency: k samples at a positive temperature, majority vote of the answers."""
     if not _has(spec, "samples") or spec.samples > 1:
@@ -97,7 +105,10 @@ def vote(spec, exp: Experience):
 
 
 def tools(spec, exp: Experience):
-    """Offer the most useful solving tool the policy does not offer yet."""
+    """Offer the most useful solving tool the policy does not offer yet (only where tools are
+    used: in the act mode; the other modes never call one)."""
+    if _has(spec, "mode") and spec.mode != "act":
+        return None
     for name in SOLVING_TOOLS:
         if name in exp.tools_available and name not in spec.tools:
             return _changed(spec, {"tools": (*spec.tools, name)})
@@ -149,9 +160,12 @@ def clean_instruction(text: str) -> str | None:
 
 
 def with_instruction(spec, instruction: str):
-    """The spec with `instruction` as its one model-written addition to the system prompt.
+    """The spec with `instruction` as its one model-written instruction: the `instructions` gene
+    when the spec has it, else an addition to the system prompt.
 
     An earlier proposed instruction is replaced, not stacked: each candidate is one mutation."""
+    if _has(spec, "instructions"):
+        return _changed(spec, {"instructions": instruction})
     base = spec.system_prompt.split("\n\n" + INSTRUCTION_HEADER)[0]
     return _changed(spec, {"system_prompt": f"{base}\n\n{INSTRUCTION_HEADER} {instruction}"})
 
@@ -180,9 +194,15 @@ def reflective(model, *, max_tokens: int = 200, spent=None) -> Proposer:
     return instruction
 
 
-def default_proposers(model, *, spent=None) -> list[Proposer]:
-    """In the order tried: context first (it is what today's single-candidate cycle proposes)."""
-    return [context, program, program_with_reasoning, vote, tools, reflective(model, spent=spent)]
+NAMES = ("context", "program", "program_with_reasoning", "vote", "reason", "tools", "instruction")
+
+
+def default_proposers(model, *, spent=None, names: Sequence[str] = NAMES) -> list[Proposer]:
+    """The proposers called `names`, in that order (LoopSettings.proposers; by default context
+    first, as today's single-candidate cycle proposes it)."""
+    table = {"context": context, "program": program, "program_with_reasoning": program_with_reasoning,
+             "vote": vote, "reason": reason, "tools": tools}
+    return [reflective(model, spent=spent) if n == "instruction" else table[n] for n in names]
 
 
 def propose(spec, exp: Experience, proposers: Sequence[Proposer], *, k: int,
