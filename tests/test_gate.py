@@ -9,6 +9,7 @@ import pytest
 
 from agent.loop import gate
 from agent.loop.stats import compare, mcnemar_exact
+from bench.gate_simulation import sequential, simulate
 
 RULE = gate.GateRule(significance=0.05, min_delta=0.0)
 
@@ -67,27 +68,10 @@ def test_futility_bound_is_exact(wins, losses, remaining, n, futile):
     assert futile == (best >= 0.05 or wins + remaining - losses <= 0)
 
 
-def _sequential(cand, inc, *, significance=0.05, futility=True):
-    """Evaluate one candidate item by item as the loop does; returns (evidence, items evaluated)."""
-    n = len(cand)
-    seen = wins = losses = 0
-    for i in range(n):
-        seen = i + 1
-        wins += cand[i] and not inc[i]
-        losses += inc[i] and not cand[i]
-        if futility and seen < n and gate.futile(wins, losses, n - seen, n=n, significance=significance,
-                                                 min_delta=0.0):
-            break
-    # The gate reads p and delta (the bootstrap interval is only reported), so the simulation
-    # skips the bootstrap; test_sequential_matches_compare checks these equal compare()'s.
-    evidence = {"p_value": mcnemar_exact(wins, losses), "delta": (wins - losses) / seen}
-    return {**evidence, "stopped_early": seen < n}, seen
-
-
 def test_sequential_matches_compare():
     rng = random.Random(3)
     cand, inc = [rng.random() < 0.6 for _ in range(40)], [rng.random() < 0.4 for _ in range(40)]
-    evidence, _ = _sequential(cand, inc, futility=False)
+    evidence, _ = sequential(cand, inc, futility=False)
     full = compare(cand, inc, samples=10)
     assert evidence["p_value"] == full["p_value"] and evidence["delta"] == pytest.approx(full["delta"])
 
@@ -100,8 +84,8 @@ def test_futility_never_stops_a_candidate_that_would_have_been_promoted():
         p_inc, p_cand = rng.random(), rng.random()
         inc = [rng.random() < p_inc for _ in range(n)]
         cand = [rng.random() < p_cand for _ in range(n)]
-        full, _ = _sequential(cand, inc, futility=False)
-        early, seen = _sequential(cand, inc)
+        full, _ = sequential(cand, inc, futility=False)
+        early, seen = sequential(cand, inc)
         saved += n - seen
         full_ok = gate.decide([dict(full)], RULE) == 0
         early_ok = gate.decide([dict(early)], RULE) == 0
@@ -109,28 +93,12 @@ def test_futility_never_stops_a_candidate_that_would_have_been_promoted():
     assert saved > 0  # and it does save evaluations
 
 
-def _simulate(cycles: int, *, m: int, n: int, seed: int, correct: bool) -> float:
-    """Share of cycles promoting a candidate when all m candidates equal the incumbent's true
-    accuracy. Items differ in difficulty (shared by every policy), so outcomes are paired."""
-    rng = random.Random(seed)
-    promoted = 0
-    for _ in range(cycles):
-        difficulty = [rng.uniform(0.05, 0.95) for _ in range(n)]
-        inc = [rng.random() < q for q in difficulty]
-        evidence = [_sequential([rng.random() < q for q in difficulty], inc)[0] for _ in range(m)]
-        if correct:
-            promoted += gate.decide(evidence, RULE) is not None
-        else:  # the uncorrected gate: best raw p below the threshold with a positive gain
-            promoted += any(e["p_value"] < RULE.significance and e["delta"] > 0 for e in evidence)
-    return promoted / cycles
-
-
 def test_simulation_five_equal_candidates_false_promotion_rate_at_most_the_threshold():
-    rate = _simulate(1000, m=5, n=60, seed=0, correct=True)
+    rate = simulate(1000, m=5, n=60, seed=0)[0]
     assert rate <= RULE.significance
     # Without the correction the same cycles promote several times as often (measured with these
     # seeds: 0.012 corrected, 0.051 uncorrected), so the test tells the two gates apart.
-    assert _simulate(1000, m=5, n=60, seed=0, correct=False) > 2 * rate
+    assert simulate(1000, m=5, n=60, seed=0, correct=False)[0] > 2 * rate
 
 
 def test_cost_summary_per_task_and_per_correct():
