@@ -59,6 +59,8 @@ def test_several_candidates_screened_gated_and_all_recorded(tmp_path, answers):
     # screening: same train minibatch for all, apart from this cycle's acquire tasks
     screen = entry["screen"]
     assert len(screen["screen_ids"]) == 4 and all(t.startswith("arith/train") for t in screen["screen_ids"])
+    acquired = {e.task_id for e in store.episodes(source="acquire")}
+    assert len(acquired) == 4 and not acquired & set(screen["screen_ids"])
     assert screen["survivor_ids"] == [by_name["context"], by_name["tools"]]
     out = next(c for c in screen["screened"] if c["proposer"] == "instruction")
     assert not out["survived"] and out["screen"]["n"] == 4

@@ -25,7 +25,8 @@ def counts(home):
     db = sqlite3.connect(Path(home) / "evolve.db")
     try:
         episodes = db.execute("select count(*), count(distinct run_key) from episode").fetchone()
-        results = db.execute("select count(*), count(distinct eval_run_id || '/' || task_id) from evalresult").fetchone()
+        results = db.execute("select count(*), count(distinct eval_run_id || '/' || task_id) "
+                             "from evalresult").fetchone()
         records = [tuple(r) for r in db.execute("select cycle, candidate_id, decision from promotion order by id")]
         return episodes, results, records
     finally:

@@ -105,8 +105,8 @@ def written(spec) -> str:
 @pytest.mark.parametrize("spec_type", [PolicySpec, GeneSpec])
 def test_reflective_instruction_replaces_an_earlier_one(spec_type):
     first = P.with_instruction(spec_type(), "Always check the units of every quantity.")
-    second = P.reflective(instruction_model({"diagnosis": "", "instruction": "Re-read the question before answering it."}))(
-        first, P.Experience(failures=(FAIL,)))
+    model = instruction_model({"diagnosis": "", "instruction": "Re-read the question before answering it."})
+    second = P.reflective(model)(first, P.Experience(failures=(FAIL,)))
     assert written(second).count("Re-read the question") == 1 and "units" not in written(second)
     assert second.system_prompt.count(P.INSTRUCTION_HEADER) <= 1
     assert second.system_prompt.startswith(PolicySpec().system_prompt)
@@ -124,7 +124,8 @@ def test_reflective_proposer_survives_bad_replies(reply):
 
 
 def test_reflective_proposer_strips_control_characters():
-    model = instruction_model({"diagnosis": "", "instruction": "Check\x1b[31m every\x07 step\n twice before answering."})
+    reply = {"diagnosis": "", "instruction": "Check\x1b[31m every\x07 step\n twice before answering."}
+    model = instruction_model(reply)
     new = P.reflective(model)(PolicySpec(), P.Experience(failures=(FAIL,)))
     assert "\x1b" not in written(new) and "\x07" not in written(new)
     assert written(new).strip().endswith("Check [31m every step twice before answering.")

@@ -59,8 +59,8 @@ def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
     spec = spec_of(incumbent)
     exp = experience_summary(rt, run_id=run_id, cycle=cycle)
     skip = frozenset(p.digest for p in (rt.store.get_policy(i) for i in skip_ids) if p is not None)
-    proposals = proposers.propose(spec, exp, proposers.default_proposers(rt.model, spent=rt.usage, names=loop.proposers),
-                                  k=loop.candidates_per_cycle, skip_digests=skip)
+    chain = proposers.default_proposers(rt.model, spent=rt.usage, names=loop.proposers)
+    proposals = proposers.propose(spec, exp, chain, k=loop.candidates_per_cycle, skip_digests=skip)
     candidates = []
     for name, cand_spec in proposals:
         policy = create_candidate(rt.store, incumbent, cand_spec, note=f"cycle {cycle}: {name}")
