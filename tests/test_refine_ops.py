@@ -163,3 +163,21 @@ def test_refine_counts_each_operation_over_a_cycle(tmp_path):
     assert failed >= 1
     assert entry["refine"]["agree"] == failed and entry["refine"]["add"] == 0
     assert store.get_experience(row.id).importance == 1 + failed
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_refine_never_learns_from_a_held_out_episode(setup, verdict):
+    """A dev episode filed under the acquire prefix (a bug elsewhere) still yields no experience."""
+    from agent.loop.refine import refine
+
+    settings, store, suite, _, _ = setup
+    dev = suite.load("dev", limit=1, seed=0)[0]
+    store.upsert_tasks([dev])
+    store.add_episode(Episode(run_key=f"r1/c1/acquire/{dev.id}/0", task_id=dev.id, split="dev", policy_id="v1",
+                              model_fingerprint="fake", final_answer=dev.answer, verdict=verdict,
+                              source="acquire", cycle=1))
+    model = analyst({"op": "add", "target": 0, "rule": RULE})
+    rt = Runtime(settings=settings, model=model, store=store, suite=suite, tools=[])
+    counts = refine(rt, run_id="r1", cycle=1, policy_id="v1")
+    assert not any(counts.values()), counts
+    assert store.experiences(active=None) == [] and model.calls == []
