@@ -14,9 +14,7 @@ from sqlmodel import select
 from memory.base import StoreBase
 from memory.firewall import split_from_task_id
 from memory.models import Episode, Task
-
-_MSG_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
-
+from memory.trajectory import Trajectory
 
 class TrainingExport(StoreBase):
     # -- training data --------------------------------------------------------------------
@@ -49,15 +47,8 @@ class TrainingExport(StoreBase):
 
 
 def _chat_messages(ep: Episode, task: Task) -> list[dict[str, Any]] | None:
-    msgs = []
-    for m in ep.trajectory or []:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
-            continue
-        msgs.append({k: m[k] for k in _MSG_KEYS if k in m and m[k] is not None})
-    if not any(m["role"] == "user" for m in msgs):
-        msgs.insert(1 if msgs and msgs[0]["role"] == "system" else 0, {"role": "user", "content": task.question})
-    if not msgs or msgs[-1]["role"] != "assistant":
-        if not ep.final_answer:
-            return None
-        msgs.append({"role": "assistant", "content": ep.final_answer})
+    # The episode's own reasoning, tool calls and results, as chat messages.
+    msgs = Trajectory.from_stored(ep.trajectory).to_messages(final_answer=ep.final_answer, question=task.question)
+    if not msgs or msgs[-1]["role"] != "assistant" or msgs[-1].get("tool_calls"):
+        return None
     return msgs

@@ -15,6 +15,7 @@ from memory.embeddings import HashEmbedder
 from memory.models import EvalRun, Episode, Experience, Policy, Task
 from memory.migrations import LATEST
 from memory.store import Store, digest_of
+from memory.trajectory import Action, Observation, Prompt, Thought, Trajectory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -283,8 +284,11 @@ def test_changing_embedder_rebuilds_index(tmp_path):
 
 def test_training_export_only_passing_train_episodes(store, tmp_path):
     episode(store, "arith/train/1", "t-pass", final_answer="5",
-            trajectory=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "add two and three"},
-                        {"role": "assistant", "content": "5", "extra": "dropped"}])
+            trajectory=Trajectory(steps=[
+                Prompt(system="be brief", question="add two and three"), Thought(text="Two plus three."),
+                Action(action="calculator", input="2+3", call_id="c1", arguments='{"expression": "2+3"}'),
+                Observation(tool="calculator", content="5", call_id="c1"),
+                Action(action="final_answer", input="5")]).to_stored())
     episode(store, "arith/train/2", "t-fail", verdict="fail", final_answer="41")
     episode(store, "arith/dev/1", "d-pass", split="dev", final_answer="8")
     episode(store, "arith/test/1", "x-pass", split="test", final_answer="8")
@@ -293,8 +297,11 @@ def test_training_export_only_passing_train_episodes(store, tmp_path):
     out = tmp_path / "ft" / "train.jsonl"
     assert store.export_training_data(out) == 2
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    call = {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+3"}'}}
     assert lines[0]["messages"] == [{"role": "system", "content": "be brief"},
                                     {"role": "user", "content": "add two and three"},
+                                    {"role": "assistant", "content": "Two plus three.", "tool_calls": [call]},
+                                    {"role": "tool", "tool_call_id": "c1", "content": "5"},
                                     {"role": "assistant", "content": "5"}]
     assert lines[1]["messages"] == [{"role": "user", "content": "multiply six by seven"},
                                     {"role": "assistant", "content": "42"}]
@@ -411,7 +418,8 @@ def test_upgrade_from_stored_v1_database(tmp_path):
     assert versions == list(range(1, LATEST + 1))
     # Old rows are intact, get vectors on first use of the index, and the firewall holds.
     assert st.get_pointer("incumbent") == "p1-aaaaaaaa"
-    assert st.episode_by_key("c1/acquire/arith/train/1/0").trajectory[1]["content"] == "5"
+    old = Trajectory.from_stored(st.episode_by_key("c1/acquire/arith/train/1/0").trajectory)
+    assert old.to_messages() == [{"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "5"}]
     got = st.retrieve("exemplar", "2+3?", 5)
     assert [r.content for r in got] == ["Q: 2+3?\nA: 2+3=5"]
     assert got[0].uses == 4 and got[0].embedding_model == "hash-bow-64"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 
 from agent.attempt import run_attempt
-from agent.policy import spec_of
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
 from memory.models import EvalResult
@@ -31,13 +30,12 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
     run, done = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
                                     cycle=cycle, n=len(ids))
     run_id = run.id
-    spec = spec_of(policy)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
+    solver = rt.solver(policy)
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,
                              run_key=f"eval/{policy.id}/{task.id}/s{seed}", source="eval", cycle=cycle,
-                             sandbox=rt.sandbox)
+                             sandbox=rt.sandbox, spent=rt.usage)
             row = EvalResult(eval_run_id=run_id, policy_id=policy.id, task_id=task.id, seed=seed,
                              correct=ep.verdict == "pass", episode_id=ep.id,
                              tokens=ep.prompt_tokens + ep.completion_tokens, latency_s=ep.latency_s)

@@ -53,16 +53,15 @@ class Loop:
     # Each node returns only the keys it changes.
     def _timed(self, state: LoopState, phase: str, fn):
         started = self.rt.clock()
-        model_before = self.rt.model.usage.latency_s
-        tokens_before = self.rt.model.usage.total_tokens
-        out = fn()
+        with self.rt.counting() as used:  # what this phase's model calls report, summed
+            out = fn()
         spent = self.rt.clock() - started
         seconds = dict(state.get("phase_seconds", {}))
         seconds[phase] = seconds.get(phase, 0.0) + spent
         return out, {
             "phase_seconds": seconds,
-            "tokens": state.get("tokens", 0) + self.rt.model.usage.total_tokens - tokens_before,
-            "model_seconds": state.get("model_seconds", 0.0) + self.rt.model.usage.latency_s - model_before,
+            "tokens": state.get("tokens", 0) + used.total_tokens,
+            "model_seconds": state.get("model_seconds", 0.0) + used.latency_s,
             "elapsed_s": state.get("elapsed_s", 0.0) + spent,
         }
 

@@ -230,8 +230,7 @@ class Worker:
         self._wait = wait or self.stop.wait
         self._deadline: float | None = None
         self._current: dict[str, Any] = {}
-        self._solver = None
-        self._solver_policy: str | None = None
+        self._solvers = None
         self._state_path = worker_dir(settings) / "state.json"
         self.state = self._load_state()
         self.counts = {"done": 0, "error": 0, "outages": 0, "improvements": 0}
@@ -273,17 +272,11 @@ class Worker:
         return self._all_tools
 
     def _solver_for(self, policy):
-        # Rebuilt only when the incumbent moves: a promotion may change tools or step budget.
-        if self._solver is None or self._solver_policy != policy.id:
-            from agent.solver import Solver
+        if self._solvers is None:
+            from agent.attempt import Solvers
 
-            spec = PolicySpec.model_validate(policy.spec)
-            tools = [t for t in self._tools() if t.name in spec.tools]
-            self._solver = Solver(self.model, tools, max_steps=spec.max_steps,
-                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._on_event)
-            self._solver_policy = policy.id
-        return self._solver
+            self._solvers = Solvers(self.settings, self.model, self._tools())
+        return self._solvers.for_policy(policy)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"item": self._current.get("item")}
@@ -307,41 +300,14 @@ class Worker:
             raise TaskTimeout(f"task ran past the {self.task_timeout_s:g} s limit")
 
     def _attempt(self, item: QueueItem, task: Task, policy) -> Episode:
-        from agent.attempt import build_context, run_attempt
+        from agent.attempt import run_attempt
 
-        solver = self._solver_for(policy)
-        run_key = f"worker/q{item.id}"
+        # No reference: the episode waits for a person's rating (rate_episode).
         verifiable = bool(task.answer.strip()) or bool(task.tests.strip())
-        if verifiable:
-            return run_attempt(store=self.store, solver=solver, suite=_Verifier(), task=task, policy=policy,
-                               run_key=run_key, source="worker", sandbox=self.sandbox)
-        # No reference: the episode waits for a person's rating (rate_episode), and the
-        # experiences it showed are credited only then.
-        existing = self.store.episode_by_key(run_key)
-        if existing is not None:
-            return existing
-        spec = PolicySpec.model_validate(policy.spec)
-        ctx = build_context(self.store, spec, task.question, exclude_task_ids=[task.id])
-        started = time.perf_counter()
-        episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
-                          model_fingerprint=self.model.fingerprint, source="worker",
-                          shown_experience_ids=ctx.experience_ids, verdict="pending")
-        try:
-            result = solver.solve(task.question, spec, ctx)
-        except ModelUnavailable:
-            raise
-        except Exception as exc:
-            episode.verdict = "error"
-            episode.error = f"{type(exc).__name__}: {exc}"[:2000]
-            episode.latency_s = time.perf_counter() - started
-            return self.store.add_episode(episode)
-        episode.trajectory = result.trajectory
-        episode.final_answer = result.final_answer
-        episode.error = result.error
-        episode.prompt_tokens = result.usage.prompt_tokens
-        episode.completion_tokens = result.usage.completion_tokens
-        episode.latency_s = time.perf_counter() - started
-        return self.store.add_episode(episode)
+        return run_attempt(store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                           run_key=f"worker/q{item.id}", source="worker",
+                           suite=_Verifier() if verifiable else None, sandbox=self.sandbox,
+                           on_event=self._on_event)
 
     def process(self, item: QueueItem) -> str:
         """Solve one claimed item. Returns "done", "error" or "outage" (item kept running)."""
