@@ -351,7 +351,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     from agent.errors import USER_ERRORS
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's `typer.Exit` code instead of
+        # exiting with it; dropping it made every failure exit 0.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except USER_ERRORS as exc:
