@@ -120,14 +120,11 @@ def test_empty_store_renders_with_explanations(store, tmp_path):
 
 
 def test_cli_report_writes_the_file(settings, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from agent.cli.surfaces import register
+    from agent.cli.app import app
 
     populate(Store(settings, embedder=HashEmbedder()))
-    app = typer.Typer()
-    register(app)
     out = tmp_path / "cli.html"
     result = CliRunner().invoke(app, ["report", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.config import ConfigError
+from agent.errors import LockBusy
 from agent.errors import ModelUnavailable
 from agent.surfaces.worker import (
     MAX_QUESTION_CHARS,
@@ -253,7 +254,7 @@ def test_second_worker_on_the_same_home_is_refused(settings, store):
     lock = FileLock(str(settings.locks_dir / "worker.lock"), thread_local=False)
     lock.acquire()
     try:
-        with pytest.raises(ConfigError, match="another worker"):
+        with pytest.raises(LockBusy, match="another worker"):
             make_worker(settings, store, answering()).run()
     finally:
         lock.release()

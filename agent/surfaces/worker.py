@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from sqlmodel import col, func, select
 
 from agent.config import ConfigError, Settings
-from agent.errors import EvolveError, InputError, ModelUnavailable, TaskTimeout
+from agent.errors import EvolveError, InputError, LockBusy, ModelUnavailable, TaskTimeout
 from agent.policy import PolicySpec, incumbent
 from agent.tasks.base import Verdict, verify_code, verify_qa
 from memory.models import Episode, QueueItem, Task, utcnow
@@ -230,6 +230,27 @@ def heartbeat_state(beat: dict[str, Any] | None, *, now: float | None = None, st
 # ---------------------------------------------------------------- the worker
 
 
+def worker_sandbox(settings: Settings):
+    """The sandbox code tasks are verified in, or None where bubblewrap cannot run (a code task
+    then ends as an error item that says how to install it; question tasks are unaffected)."""
+    from tools.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        return Sandbox(settings.sandbox)
+    except SandboxUnavailable:
+        return None
+
+
+def policy_model(settings: Settings, store, base=None):
+    """The model the incumbent policy names (a fine-tuned `model_id`), else the configured one."""
+    from agent.model.llm import make_model
+
+    model_id = PolicySpec.model_validate(incumbent(store).spec).model_id
+    if base is not None and (not model_id or model_id == getattr(base, "name", "")):
+        return base
+    return make_model(settings, model_id=model_id)
+
+
 class Worker:
     """Takes queue items one at a time and solves them with the incumbent policy.
 
@@ -273,6 +294,7 @@ class Worker:
         self._current: dict[str, Any] = {}
         self._solver = None
         self._solver_policy: str | None = None
+        self._models: dict[str, Any] = {}
         self._state_path = worker_dir(settings) / "state.json"
         self.state = self._load_state()
         self.counts = {"done": 0, "error": 0, "outages": 0, "improvements": 0}
@@ -317,11 +339,19 @@ class Worker:
 
             spec = PolicySpec.model_validate(policy.spec)
             tools = [t for t in self._tools() if t.name in spec.tools]
-            self._solver = Solver(self.model, tools, max_steps=spec.max_steps,
+            self._solver = Solver(self._model_for(spec), tools, max_steps=spec.max_steps,
                                   max_tokens_per_task=self.settings.loop.max_tokens_per_task,
                                   on_event=self._on_event)
             self._solver_policy = policy.id
         return self._solver
+
+    def _model_for(self, spec: PolicySpec):
+        # A promoted fine-tune (spec.model_id) answers, not the base model the worker started with.
+        if not spec.model_id or spec.model_id == getattr(self.model, "name", ""):
+            return self.model
+        if spec.model_id not in self._models:
+            self._models[spec.model_id] = policy_model(self.settings, self.store)
+        return self._models[spec.model_id]
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"item": self._current.get("item")}
@@ -357,7 +387,7 @@ class Worker:
         ctx = build_context(self.store, spec, task.question, exclude_task_ids=[task.id])
         started = time.perf_counter()
         episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
-                          model_fingerprint=self.model.fingerprint, source="worker",
+                          model_fingerprint=solver.model.fingerprint, source="worker",
                           shown_experience_ids=ctx.experience_ids, verdict="pending")
         try:
             result = solver.solve(task.question, spec, ctx)
@@ -471,13 +501,7 @@ class Worker:
     def run(self) -> int:
         """Process the queue until stopped. Returns the exit code (0 on a requested stop)."""
         self.settings.ensure_dirs()
-        lock = FileLock(str(self.settings.locks_dir / "worker.lock"), thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            beat = read_heartbeat(self.settings) or {}
-            raise ConfigError(f"another worker is already running on {self.settings.home} "
-                              f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
+        lock = _take_worker_lock(self.settings)
         restore = self._install_signals()
         try:
             resumed = requeue_interrupted(self.store)
@@ -539,6 +563,23 @@ class Worker:
         return restore
 
 
+def _take_worker_lock(settings: Settings) -> FileLock:
+    lock = FileLock(str(settings.locks_dir / "worker.lock"), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        beat = read_heartbeat(settings) or {}
+        raise LockBusy(f"another worker is already running on {settings.home} "
+                       f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
+    return lock
+
+
+def check_no_worker(settings: Settings) -> None:
+    """Fail fast (LockBusy) when a worker already runs here, before a model is loaded for nothing."""
+    settings.ensure_dirs()
+    _take_worker_lock(settings).release()
+
+
 class _Verifier:
     """Verification for queued tasks of any suite: code tasks by their tests, the rest by
     their reference answer (built-in suites verify the same way, see agent/tasks/base.py)."""
@@ -566,6 +607,10 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
         episode_errors = s.exec(select(Episode).where(Episode.verdict == "error")
                                 .order_by(col(Episode.id).desc()).limit(limit)).all()
         pending = int(s.exec(select(func.count()).select_from(Episode).where(Episode.verdict == "pending")).one())
+        answered = s.exec(select(QueueItem, Episode, Task).where(QueueItem.status.in_(("done", "error")))
+                          .join(Episode, Episode.id == QueueItem.episode_id, isouter=True)
+                          .join(Task, Task.id == QueueItem.task_id, isouter=True)
+                          .order_by(col(QueueItem.id).desc()).limit(limit)).all()
     beat = read_heartbeat(settings)
     spec = PolicySpec.model_validate(policy.spec) if policy else None
     return {
@@ -577,6 +622,9 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
         "incumbent": None if policy is None else {
             "id": policy.id, "version": policy.version, "note": policy.note,
             "insights": len(spec.insights), "exemplars_k": spec.exemplars_k, "tools": list(spec.tools)},
+        "answers": [{"item": q.id, "episode": e.id if e else None, "question": t.question if t else q.task_id,
+                     "answer": e.final_answer if e else "", "verdict": e.verdict if e else q.status,
+                     "error": (e.error if e else q.error)[:200]} for q, e, t in answered],
         "cycles": [{"number": c.number, "run": c.run_id, "status": c.status, "stop_reason": c.stop_reason,
                     "tokens": c.tokens, "started": c.started_at.isoformat(timespec="seconds") if c.started_at else None}
                    for c in cycles],

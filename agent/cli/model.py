@@ -1,0 +1,58 @@
+"""`evolve model info|ask` and `evolve demo`: the model backend on its own."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli.common import check_text, err, out, plain, settings
+
+app = typer.Typer(no_args_is_help=True, help="The model backend: inspect and try it.")
+
+
+@app.command("info")
+def model_info() -> None:
+    """Show the configured model, where its weights are and their hash."""
+    s = settings()
+    if s.model.backend == "openai":
+        from agent.model.llm import OpenAIModel
+
+        m = OpenAIModel(s.model)
+        out.print_json(data={"backend": "openai", "model": m.name, "fingerprint": m.fingerprint})
+        return
+    from agent.model import local_model
+
+    out.print_json(data={"backend": "embedded", **local_model.describe(s)})
+
+
+@app.command("ask")
+def model_ask(prompt: str, stream: bool = typer.Option(True, help="Stream tokens as they come.")) -> None:
+    """Send one prompt to the configured model and print the answer."""
+    from agent.model.llm import make_model
+
+    prompt = check_text(prompt, what="prompt")
+    model = make_model(settings())
+    messages = [{"role": "user", "content": prompt}]
+    if stream:
+        for piece in model.stream(messages):
+            out.print(plain(piece), end="", markup=False, highlight=False)
+        out.print()
+    else:
+        out.print(plain(model.complete(messages).text), markup=False, highlight=False)
+    err.print(f"[dim]{model.usage.prompt_tokens} prompt + {model.usage.completion_tokens} completion "
+              f"tokens in {model.usage.latency_s:.2f}s · {model.fingerprint}[/dim]")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="model")
+
+    @root.command()
+    def demo(
+        question: str = typer.Argument(
+            "A shop sells pencils at 17 cents each. Tom buys 24 pencils and a 3 cent eraser. "
+            "How many cents does he pay?",
+        ),
+    ) -> None:
+        """Solve one word problem with the embedded model calling the calculator tool."""
+        from agent.surfaces.demo import run_demo
+
+        raise typer.Exit(run_demo(settings(), check_text(question), out))
