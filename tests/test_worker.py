@@ -100,7 +100,7 @@ def test_pending_and_verified_tasks(settings, store, tmp_path):
     assert queue_counts(store) == {"queued": 0, "running": 0, "done": 3, "error": 0}
     # A rating later turns the pending episode into feedback the loop can learn from.
     rated = rate_episode(store, user_ep.id, False, "should show the working")
-    assert (rated.verdict, rated.reward, rated.feedback) == ("fail", 0.0, "should show the working")
+    assert (rated.verdict, rated.reward, rated.feedback) == ("fail", 0.0, "rated bad by cli: should show the working")
     kinds = [e["event"] for e in events(settings)]
     assert kinds[0] == "worker_start" and kinds[-1] == "worker_stop"
     assert kinds.count("task_done") == 3 and "step_action" in kinds

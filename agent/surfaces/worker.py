@@ -138,18 +138,27 @@ def requeue_interrupted(store) -> list[int]:
 # ---------------------------------------------------------------- feedback
 
 
-def rate_episode(store, episode_id: int, good: bool, why: str = "") -> Episode:
-    """A person's verdict on an episode: pass/fail, reward 1/0, the reason as feedback.
+RATERS = ("chat", "cli")
+
+
+def rate_episode(store, episode_id: int, good: bool, why: str = "", *, rater: str = "cli") -> Episode:
+    """A person's verdict on an episode: pass/fail, reward 1/0, and who rated it and why as the
+    feedback ("rated good by chat: ..."), which the next cycle's refine reads as provenance.
 
     The experiences the episode showed are credited (or not) only now, since a pending episode
     said nothing about them."""
+    if rater not in RATERS:
+        raise ValueError(f"unknown rater {rater!r}; expected one of {RATERS}")
     with store.session() as s:
         ep = s.get(Episode, episode_id)
         if ep is None:
-            raise KeyError(f"no episode {episode_id}")
+            raise InputError(f"no episode {episode_id}; `evolve status` lists the recent ones")
+        if ep.split != "train":
+            # Held-out work is never rated into experience (the firewall).
+            raise InputError(f"episode {episode_id} is a {ep.split} episode; only train work can be rated")
         ep.verdict = "pass" if good else "fail"
         ep.reward = 1.0 if good else 0.0
-        ep.feedback = (why.strip() or ("rated good" if good else "rated bad"))[:2000]
+        ep.feedback = (f"rated {'good' if good else 'bad'} by {rater}" + (f": {why.strip()}" if why.strip() else ""))[:2000]
         s.add(ep)
         s.flush()
         s.refresh(ep)
