@@ -16,8 +16,8 @@ def model_info() -> None:
     if s.model.backend == "openai":
         from agent.model.llm import OpenAIModel
 
-        m = OpenAIModel(s.model)
-        out.print_json(data={"backend": "openai", "model": m.name, "fingerprint": m.fingerprint})
+        m = OpenAIModel(s.model, cache_path=s.home / "endpoints.json")
+        out.print_json(data=m.describe())  # probes the endpoint's structured-output form once
         return
     from agent.model import local_model
 
