@@ -15,6 +15,8 @@ from agent.cli.common import check_text, out, plain, read_user_text, settings, s
 
 
 def register(root: typer.Typer) -> None:
+    register_items(root)
+
     @root.command("submit")
     def submit(
         question: Optional[str] = typer.Argument(None, help="The question to queue. Use - to read it from stdin."),
@@ -127,3 +129,52 @@ def print_status(data: dict) -> None:
             where = f"item {e['item']}" if "item" in e else f"episode {e['episode']}"
             say(f"  {where} {e['task']}: {plain(e['error'])}")
     sys.stdout.flush()
+
+
+def register_items(root: typer.Typer) -> None:
+    @root.command("show")
+    def show_cmd(
+        item: str = typer.Argument(..., help="A queue item number, or an episode as e<id>."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """One item: the question, the answer, the verdict and the trajectory that led there."""
+        from agent.surfaces.items import show
+
+        data = show(store(), check_text(item, what="item"))
+        if as_json:
+            print(json.dumps(data, indent=2, default=str))
+            return
+        say = lambda text: out.print(plain(text), markup=False, highlight=False)  # noqa: E731
+        where = f"item {data['item']} ({data['status']})" if data["item"] else f"episode {data['episode']}"
+        say(f"{where} · {data['source'] or '-'} · task {data['task']}")
+        say(f"question: {data['question']}")
+        if data["reference"]:
+            say(f"reference: {data['reference']}")
+        say(f"answer: {data['answer'] or '-'}   verdict: {data['verdict']}")
+        if data["feedback"]:
+            say(f"feedback: {data['feedback']}")
+        if data["error"]:
+            say(f"error: {data['error']}")
+        for step in data["trajectory"]:
+            kind = step.get("type", "?")
+            body = step.get("text") or step.get("content") or f"{step.get('action', '')}({step.get('input', '')})"
+            say(f"  {kind:<11} {' '.join(str(body).split())[:300]}")
+
+    @root.command("rate")
+    def rate_cmd(
+        item: str = typer.Argument(..., help="A queue item number, or an episode as e<id>."),
+        verdict: str = typer.Argument(..., help="good or bad."),
+        answer: str = typer.Option("", help="The right answer, when you know it."),
+        why: str = typer.Option("", help="Why, in a few words."),
+    ) -> None:
+        """Rate an answer; rated work is what the next improvement cycle learns from."""
+        from agent.errors import InputError
+        from agent.surfaces.items import rate
+
+        if verdict not in ("good", "bad"):
+            raise InputError(f"verdict {verdict!r}: say good or bad, e.g. evolve rate 3 good")
+        ep = rate(store(), check_text(item, what="item"), verdict == "good", answer=check_text(answer, what="answer"),
+                  why=check_text(why, what="reason"))
+        out.print(f"episode {ep.id} rated {verdict}; the next improvement cycle learns from it"
+                  if verdict == "good" else f"episode {ep.id} rated bad; it will never be used as an example",
+                  markup=False)

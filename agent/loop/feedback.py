@@ -53,11 +53,16 @@ def learn_from_surfaces(rt: Runtime, *, run_id: str, cycle: int, acquired: list[
         task = store.get_task(ep.task_id)
         if task is None or task.split != "train" or task.kind == "code":
             continue
+        who = rated_by(ep)
         if ep.verdict != "pass":
             counts["feedback_bad"] += 1
-            continue
-        who = rated_by(ep)
-        text = exemplar_text(task.question, ep.trajectory, ep.final_answer)
+            if not (who in ("chat", "cli") and task.answer.strip()):
+                continue  # a bad answer never becomes an example
+            # The person gave the right answer (`evolve rate ITEM bad --answer X`): that answer,
+            # never the bad attempt, becomes a (quarantined) example.
+            text = f"Question: {task.question}\nThe answer is {task.answer.strip()}."
+        else:
+            text = exemplar_text(task.question, ep.trajectory, ep.final_answer)
         added = store.add_experience(
             "exemplar", text, key=task.question, trust="verified" if who == "verifier" else "unverified",
             source_task_ids=[task.id], source_episode_ids=[ep.id], split="train",
