@@ -25,12 +25,16 @@ def print_summary(summary: dict) -> None:
         ops = sum(ref.get(k, 0) for k in ("add", "agree", "edit", "remove"))
         table.add_row(
             str(h.get("cycle")), f"{acq.get('passed', 0)}/{acq.get('total', 0)}",
-            str(ref.get("exemplar", 0) + ref.get("corrected", 0)),
+            str(ref.get("exemplar", 0) + ref.get("corrected", 0) + ref.get("feedback_exemplar", 0)),
             str(ops), (h.get("update") or {}).get("candidate_id", "-"),
             f"{ev['incumbent_acc']:.2f}→{ev['candidate_acc']:.2f}" if ev else "-",
             f"{ev['delta']:+.2f} [{ev['ci_low']:+.2f}, {ev['ci_high']:+.2f}]" if ev else "-",
             f"{ev['p_value']:.3f}" if ev else "-", h.get("decision", "-"))
     out.print(table)
+    from agent.surfaces.explain import explain_cycle
+
+    for h in summary["history"]:
+        out.print(" ".join(explain_cycle(h)), markup=False, highlight=False)
     out.print(f"stopped: {summary['stop_reason']} · incumbent {summary['incumbent']} · "
               f"{summary['tokens']} tokens · {summary['elapsed_s']:.0f}s "
               f"({summary['model_seconds']:.0f}s in the model)", markup=False)

@@ -47,12 +47,11 @@ def register(root: typer.Typer) -> None:
 
     @root.command()
     def demo(
-        question: str = typer.Argument(
-            "A shop sells pencils at 17 cents each. Tom buys 24 pencils and a 3 cent eraser. "
-            "How many cents does he pay?",
-        ),
+        question: str = typer.Argument(None, help="A word problem (default: the pencil problem, answer 411)."),
+        answer: str = typer.Option(None, help="The expected answer, to check the agent's against."),
     ) -> None:
-        """Solve one word problem with the embedded model calling the calculator tool."""
-        from agent.surfaces.demo import run_demo
+        """Solve one word problem the way chat and the worker do, and check the answer."""
+        from agent.surfaces.demo import QUESTION, run_demo
 
-        raise typer.Exit(run_demo(settings(), check_text(question), out))
+        text = check_text(question, what="question") if question else QUESTION
+        raise typer.Exit(run_demo(settings(), text, out, expected=answer))
