@@ -313,3 +313,49 @@ def test_rate_credits_experiences_only_on_rating(settings, store):
     rate_episode(store, ep.id, True)
     row = store.get_experience(exp.id)
     assert (row.uses, row.successes) == (1, 1)
+
+
+def test_worker_and_chat_run_the_policys_own_model(settings, store, monkeypatch):
+    """A fine-tuned incumbent (model_id) used to run on the base model in chat and the worker."""
+    import agent.model.llm as llm
+    from agent.policy import INCUMBENT, PolicySpec, create_candidate, ensure_initial
+
+    base = ensure_initial(store)
+    tuned_spec = PolicySpec.model_validate(base.spec).model_copy(update={"model_id": "ft:tuned-1"})
+    store.set_pointer(INCUMBENT, create_candidate(store, base, tuned_spec).id)
+    tuned = answering("7")
+    tuned.name, tuned.fingerprint = "ft:tuned-1", "fake:tuned"
+    asked = []
+    monkeypatch.setattr(llm, "make_model", lambda s, *, model_id="": asked.append(model_id) or tuned)
+    submit_question(store, "What is 3+4?", answer="7")
+    make_worker(settings, store, answering("0")).run()
+    ep = store.episodes(source="worker")[0]
+    assert asked == ["ft:tuned-1"] and (ep.model_fingerprint, ep.verdict) == ("fake:tuned", "pass")
+
+    import io
+
+    from rich.console import Console
+
+    from agent.surfaces.chat import ChatSession
+
+    session = ChatSession(settings, store, answering("0"), [], console=Console(file=io.StringIO()))
+    assert session.ask("What is 3+4?").answer == "7"
+
+
+def test_worker_verifies_code_tasks_in_the_sandbox(settings, store):
+    """`evolve run` built its worker without a sandbox, so every code task became an error item."""
+    from agent.surfaces.worker import worker_sandbox
+    from memory.models import Task
+
+    box = worker_sandbox(settings)
+    if box is None:
+        pytest.fail("bubblewrap cannot run here; the worker's code verification needs it")
+    task = Task(id="user/train/add", suite="user", split="train", origin="user", kind="code",
+                question="Write add(a, b) returning the sum.", entry_point="add", tests="assert add(2, 3) == 5")
+    from agent.surfaces.worker import enqueue
+
+    enqueue(store, [task])
+    code = "def add(a, b):\n    return a + b\n"
+    make_worker(settings, store, answering(code), sandbox=box).run()
+    ep = store.episodes(source="worker")[0]
+    assert ep.verdict == "pass", ep.feedback
