@@ -11,13 +11,13 @@ def register(root: typer.Typer) -> None:
     @root.command("chat")
     def chat() -> None:
         """An interactive session with the current policy. /help lists the commands."""
+        from agent.model.llm import make_model
         from agent.surfaces.chat import ChatSession, repl
-        from agent.surfaces.worker import policy_model
         from tools.registry import default_tools
 
         s = settings()
         st = store(s)
         with err.status("loading the model"):
-            model = policy_model(s, st)
+            model = make_model(s)  # a fine-tuned incumbent's own model id is built by agent.attempt.Solvers
         session = ChatSession(s, st, model, default_tools(s), console=out)
         raise typer.Exit(repl(session))

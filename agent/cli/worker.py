@@ -156,7 +156,7 @@ def register_items(root: typer.Typer) -> None:
         if data["error"]:
             say(f"error: {data['error']}")
         for step in data["trajectory"]:
-            kind = step.get("type", "?")
+            kind = step.get("kind") or step.get("type") or "?"
             body = step.get("text") or step.get("content") or f"{step.get('action', '')}({step.get('input', '')})"
             say(f"  {kind:<11} {' '.join(str(body).split())[:300]}")
 

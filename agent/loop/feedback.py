@@ -90,13 +90,13 @@ def _probe(rt: Runtime, exp, tasks, *, run_id: str, cycle: int) -> bool:
         ctx = build_context(rt.store, spec, task.question, exclude_task_ids=[task.id])
         ctx.exemplars.insert(0, exp.content)
         ctx.experience_ids.append(exp.id)
-        solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
-        result = solver.solve(task.question, spec, ctx)
+        solver = rt.solver(spec)
+        result = solver.solve(task.question, spec, ctx, kind=task.kind)
         verdict = rt.suite.verify(task, result.final_answer, sandbox=rt.sandbox)
         episode = rt.store.add_episode(Episode(
             run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
             model_fingerprint=solver.model.fingerprint, cycle=cycle, source="confirm",
-            trajectory=result.trajectory, final_answer=result.final_answer, reward=verdict.reward,
+            trajectory=result.trajectory.to_stored(), final_answer=result.final_answer, reward=verdict.reward,
             verdict="pass" if verdict.correct else "fail", feedback=verdict.detail[:2000],
             shown_experience_ids=ctx.experience_ids, prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens))

@@ -25,7 +25,6 @@ from agent.config import Settings
 from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
 from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
-from memory.models import Episode
 
 HISTORY_TURNS = 3
 NO_ANSWER = "(no answer found)"
@@ -61,8 +60,7 @@ class ChatSession:
     console: Console = field(default_factory=Console)
     turns: list[Turn] = field(default_factory=list)
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-    _solver: Any = None
-    _solver_policy: str | None = None
+    _solvers: Any = None
 
     COMMANDS = ("good", "bad", "policy", "memory", "tools", "new", "help", "quit", "exit")
 
@@ -92,18 +90,11 @@ class ChatSession:
     # -- a turn -------------------------------------------------------------------------------
 
     def _solver_for(self, policy):
-        if self._solver is None or self._solver_policy != policy.id:
-            from agent.solver import Solver
-            from agent.surfaces.worker import policy_model
+        if self._solvers is None:
+            from agent.attempt import Solvers
 
-            spec = PolicySpec.model_validate(policy.spec)
-            self._solver = Solver(policy_model(self.settings, self.store, self.model),
-                                  [t for t in self.tools if t.name in spec.tools],
-                                  max_steps=spec.max_steps,
-                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._show_event)
-            self._solver_policy = policy.id
-        return self._solver
+            self._solvers = Solvers(self.settings, self.model, self.tools)
+        return self._solvers.for_policy(policy)
 
     def _show_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "thought":
@@ -136,18 +127,20 @@ class ChatSession:
         except InputError as exc:
             self.say(f"[yellow]{escape(str(exc))}[/]")
             return None
-        from agent.attempt import build_context
+        from agent.attempt import run_attempt
 
         policy = incumbent(self.store)
-        spec = PolicySpec.model_validate(policy.spec)
-        question = self._question_with_history(text)
+        # The stored task is the question as the solver saw it, conversation included, so a
+        # follow-up ("and times 3?") stays a self-contained task when it is learned from.
+        task = user_task(self._question_with_history(text), suite="chat")
         started = time.perf_counter()
         try:
-            solver = self._solver_for(policy)
-            used_before = (solver.model.usage.prompt_tokens, solver.model.usage.completion_tokens)
+            self.store.upsert_tasks([task])
             with self._working():
-                ctx = build_context(self.store, spec, question)
-                result = solver.solve(question, spec, ctx)
+                episode = run_attempt(
+                    store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                    run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", source="chat",
+                    on_event=self._show_event)
         except KeyboardInterrupt:
             self.console.print()
             self.say("[yellow]cancelled[/] (nothing stored)")
@@ -158,21 +151,13 @@ class ChatSession:
         except Exception as exc:  # a broken turn must not end the session
             self.say(f"[red]this turn failed:[/] {escape(type(exc).__name__ + ': ' + str(exc))}")
             return None
-        answer = result.final_answer.strip()
+        if episode.verdict == "error":
+            self.say(f"[red]this turn failed:[/] {escape(episode.error)}")
+            return None
         # The one answer: shown as is, stored as is, rated as is.
-        self.console.print(answer or NO_ANSWER, markup=False, highlight=False)
-        task = user_task(question, suite="chat")
-        self.store.upsert_tasks([task])
-        episode = self.store.add_episode(Episode(
-            run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", task_id=task.id,
-            split=task.split, policy_id=policy.id, model_fingerprint=solver.model.fingerprint, source="chat",
-            trajectory=result.trajectory, final_answer=answer, verdict="pending", error=result.error,
-            shown_experience_ids=ctx.experience_ids,
-            prompt_tokens=solver.model.usage.prompt_tokens - used_before[0],
-            completion_tokens=solver.model.usage.completion_tokens - used_before[1],
-            latency_s=time.perf_counter() - started))
+        self.console.print(episode.final_answer or NO_ANSWER, markup=False, highlight=False)
         self.say(f"[dim]{time.perf_counter() - started:.1f}s · e{episode.id} · /good or /bad to rate[/]")
-        turn = Turn(question=text, answer=answer, episode_id=episode.id)
+        turn = Turn(question=text, answer=episode.final_answer, episode_id=episode.id)
         self.turns.append(turn)
         return turn
 

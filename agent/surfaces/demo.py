@@ -29,8 +29,8 @@ def solve(settings: Settings, model: ChatModel, question: str, store, tools: lis
 
     spec = PolicySpec.model_validate(incumbent(store).spec)
     solver = Solver(model, [t for t in tools if t.name in spec.tools], max_steps=spec.max_steps,
-                    max_tokens_per_task=settings.loop.max_tokens_per_task, on_event=on_event)
-    return solver.solve(question, spec, build_context(store, spec, question))
+                    max_tokens_per_task=settings.loop.max_tokens_per_task)
+    return solver.solve(question, spec, build_context(store, spec, question), on_event=on_event)
 
 
 def check(question: str, expected: str, answer: str) -> tuple[bool, str]:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from sqlmodel import col, func, select
 
 from agent.config import ConfigError, Settings
 from agent.errors import EvolveError, InputError, LockBusy, ModelUnavailable, TaskTimeout
 from agent.policy import PolicySpec, incumbent
 from agent.tasks.base import Verdict, verify_code, verify_qa
-from memory.models import Episode, QueueItem, Task, utcnow
+from memory.models import Episode, QueueItem, Task
 
 # A question is text a person typed or pasted; anything longer is almost surely a mistake
 # (a file pasted whole), and would not fit the embedded model's context anyway.
@@ -65,17 +65,7 @@ def enqueue(store, tasks: list[Task]) -> list[QueueItem]:
     """Store the tasks and queue one item each, all in one transaction."""
     for t in tasks:
         check_question(t.question)
-    store.upsert_tasks(tasks)
-    items = []
-    with store.session() as s:
-        for t in tasks:
-            item = QueueItem(task_id=t.id)
-            s.add(item)
-            items.append(item)
-        s.flush()
-        for item in items:
-            s.refresh(item)
-    return items
+    return store.enqueue(tasks)
 
 
 def submit_question(store, question: str, *, answer: str = "") -> QueueItem:
@@ -91,48 +81,29 @@ def submit_file(store, path: Path) -> list[QueueItem]:
 
 
 def queue_counts(store) -> dict[str, int]:
-    with store.session(read_only=True) as s:
-        rows = s.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
-    counts = {"queued": 0, "running": 0, "done": 0, "error": 0}
-    counts.update({status: int(n) for status, n in rows})
-    return counts
+    return store.queue_counts()
 
 
 def _set_item(store, item_id: int, **fields) -> None:
-    with store.session() as s:
-        row = s.get(QueueItem, item_id)
-        for k, v in fields.items():
-            setattr(row, k, v)
-        row.updated_at = utcnow()
-        s.add(row)
+    store.set_queue_item(item_id, **fields)
 
 
-def claim_next(store) -> QueueItem | None:
-    """The oldest queued item, marked running. A write transaction, so two claimers never
-    get the same item."""
-    with store.session() as s:
-        # LIMIT matters: .first() alone would load every queued row on every claim.
-        row = s.exec(select(QueueItem).where(QueueItem.status == "queued").order_by(QueueItem.id).limit(1)).first()
-        if row is None:
-            return None
-        row.status = "running"
-        row.updated_at = utcnow()
-        s.add(row)
-        s.flush()
-        s.refresh(row)
-        return row
+def claim_next(store, worker: str = "", lease_s: float | None = None) -> QueueItem | None:
+    """The oldest claimable item (queued, or held under a lease that ran out), now running
+    under `worker`'s lease. Several workers on one store never get the same item."""
+    lease = store.settings.memory.queue_lease_s if lease_s is None else lease_s
+    return store.claim_next(worker, lease_s=lease)
 
 
-def requeue_interrupted(store) -> list[int]:
-    """Items left `running` by a worker that died; the caller holds the worker lock, so no
-    live worker owns them."""
-    with store.session() as s:
-        rows = s.exec(select(QueueItem).where(QueueItem.status == "running").order_by(QueueItem.id)).all()
-        for row in rows:
-            row.status = "queued"
-            row.updated_at = utcnow()
-            s.add(row)
-        return [r.id for r in rows]
+def requeue_interrupted(store, worker: str | None = None) -> list[int]:
+    """Items left `running` by `worker` before it died (or by anyone, when `worker` is None).
+    Items of other workers on a shared store are theirs until their lease runs out."""
+    return store.requeue_interrupted(worker)
+
+
+def worker_id(settings: Settings) -> str:
+    """Stable across restarts of the worker for one home (one worker per home, file lock)."""
+    return f"{socket.gethostname()}:{Path(settings.home).resolve()}"
 
 
 # ---------------------------------------------------------------- feedback
@@ -143,28 +114,18 @@ RATERS = ("chat", "cli")
 
 def rate_episode(store, episode_id: int, good: bool, why: str = "", *, rater: str = "cli") -> Episode:
     """A person's verdict on an episode: pass/fail, reward 1/0, and who rated it and why as the
-    feedback ("rated good by chat: ..."), which the next cycle's refine reads as provenance.
-
-    The experiences the episode showed are credited (or not) only now, since a pending episode
-    said nothing about them."""
+    feedback ("rated good by chat: ..."), which the next cycle's refine reads as provenance
+    (agent/loop/feedback.py). Only train work can be rated: held-out episodes never become
+    experience."""
     if rater not in RATERS:
         raise ValueError(f"unknown rater {rater!r}; expected one of {RATERS}")
-    with store.session() as s:
-        ep = s.get(Episode, episode_id)
-        if ep is None:
-            raise InputError(f"no episode {episode_id}; `evolve status` lists the recent ones")
-        if ep.split != "train":
-            # Held-out work is never rated into experience (the firewall).
-            raise InputError(f"episode {episode_id} is a {ep.split} episode; only train work can be rated")
-        ep.verdict = "pass" if good else "fail"
-        ep.reward = 1.0 if good else 0.0
-        ep.feedback = (f"rated {'good' if good else 'bad'} by {rater}" + (f": {why.strip()}" if why.strip() else ""))[:2000]
-        s.add(ep)
-        s.flush()
-        s.refresh(ep)
-    if ep.shown_experience_ids:
-        store.record_usage(ep.id, ep.shown_experience_ids, good)
-    return ep
+    ep = store.get_episode(episode_id)
+    if ep is None:
+        raise InputError(f"no episode {episode_id}; `evolve status` lists the recent ones")
+    if ep.split != "train":
+        raise InputError(f"episode {episode_id} is a {ep.split} episode; only train work can be rated")
+    note = f"rated {'good' if good else 'bad'} by {rater}" + (f": {why.strip()}" if why.strip() else "")
+    return store.rate_episode(episode_id, good, note)
 
 
 # ---------------------------------------------------------------- logging and heartbeat
@@ -250,16 +211,6 @@ def worker_sandbox(settings: Settings):
         return None
 
 
-def policy_model(settings: Settings, store, base=None):
-    """The model the incumbent policy names (a fine-tuned `model_id`), else the configured one."""
-    from agent.model.llm import make_model
-
-    model_id = PolicySpec.model_validate(incumbent(store).spec).model_id
-    if base is not None and (not model_id or model_id == getattr(base, "name", "")):
-        return base
-    return make_model(settings, model_id=model_id)
-
-
 class Worker:
     """Takes queue items one at a time and solves them with the incumbent policy.
 
@@ -301,12 +252,13 @@ class Worker:
         self._wait = wait or self.stop.wait
         self._deadline: float | None = None
         self._current: dict[str, Any] = {}
-        self._solver = None
-        self._solver_policy: str | None = None
-        self._models: dict[str, Any] = {}
+        self._solvers = None
         self._state_path = worker_dir(settings) / "state.json"
         self.state = self._load_state()
         self.counts = {"done": 0, "error": 0, "outages": 0, "improvements": 0}
+        self.worker_id = worker_id(settings)
+        self.lease_s = settings.memory.queue_lease_s
+        self._lease_renewed = 0.0
 
     # -- persistent trigger state -----------------------------------------------------------
 
@@ -342,25 +294,11 @@ class Worker:
         return self._all_tools
 
     def _solver_for(self, policy):
-        # Rebuilt only when the incumbent moves: a promotion may change tools or step budget.
-        if self._solver is None or self._solver_policy != policy.id:
-            from agent.solver import Solver
+        if self._solvers is None:
+            from agent.attempt import Solvers
 
-            spec = PolicySpec.model_validate(policy.spec)
-            tools = [t for t in self._tools() if t.name in spec.tools]
-            self._solver = Solver(self._model_for(spec), tools, max_steps=spec.max_steps,
-                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._on_event)
-            self._solver_policy = policy.id
-        return self._solver
-
-    def _model_for(self, spec: PolicySpec):
-        # A promoted fine-tune (spec.model_id) answers, not the base model the worker started with.
-        if not spec.model_id or spec.model_id == getattr(self.model, "name", ""):
-            return self.model
-        if spec.model_id not in self._models:
-            self._models[spec.model_id] = policy_model(self.settings, self.store)
-        return self._models[spec.model_id]
+            self._solvers = Solvers(self.settings, self.model, self._tools())
+        return self._solvers.for_policy(policy)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"item": self._current.get("item")}
@@ -373,52 +311,31 @@ class Worker:
         else:
             fields.update({k: str(v)[:200] for k, v in data.items()})
         self.log(f"step_{kind}", **fields)
+        item_id = self._current.get("item")
+        if item_id is not None and self.clock() - self._lease_renewed > self.lease_s / 4:
+            # Keep the claim while working; other workers take it over only after we stop.
+            self.store.renew_lease(item_id, self.worker_id, lease_s=self.lease_s)
+            self._lease_renewed = self.clock()
         # The solver has no clock of its own: the limit is checked between steps, and a single
         # model call is bounded by the model layer's timeout.
         if self._deadline is not None and self.clock() > self._deadline and kind != "final":
             raise TaskTimeout(f"task ran past the {self.task_timeout_s:g} s limit")
 
     def _attempt(self, item: QueueItem, task: Task, policy) -> Episode:
-        from agent.attempt import build_context, run_attempt
+        from agent.attempt import run_attempt
 
-        solver = self._solver_for(policy)
-        run_key = f"worker/q{item.id}"
+        # No reference: the episode waits for a person's rating (rate_episode).
         verifiable = bool(task.answer.strip()) or bool(task.tests.strip())
-        if verifiable:
-            return run_attempt(store=self.store, solver=solver, suite=_Verifier(), task=task, policy=policy,
-                               run_key=run_key, source="worker", sandbox=self.sandbox)
-        # No reference: the episode waits for a person's rating (rate_episode), and the
-        # experiences it showed are credited only then.
-        existing = self.store.episode_by_key(run_key)
-        if existing is not None:
-            return existing
-        spec = PolicySpec.model_validate(policy.spec)
-        ctx = build_context(self.store, spec, task.question, exclude_task_ids=[task.id])
-        started = time.perf_counter()
-        episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
-                          model_fingerprint=solver.model.fingerprint, source="worker",
-                          shown_experience_ids=ctx.experience_ids, verdict="pending")
-        try:
-            result = solver.solve(task.question, spec, ctx)
-        except ModelUnavailable:
-            raise
-        except Exception as exc:
-            episode.verdict = "error"
-            episode.error = f"{type(exc).__name__}: {exc}"[:2000]
-            episode.latency_s = time.perf_counter() - started
-            return self.store.add_episode(episode)
-        episode.trajectory = result.trajectory
-        episode.final_answer = result.final_answer
-        episode.error = result.error
-        episode.prompt_tokens = result.usage.prompt_tokens
-        episode.completion_tokens = result.usage.completion_tokens
-        episode.latency_s = time.perf_counter() - started
-        return self.store.add_episode(episode)
+        return run_attempt(store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                           run_key=f"worker/q{item.id}", source="worker",
+                           suite=_Verifier() if verifiable else None, sandbox=self.sandbox,
+                           on_event=self._on_event)
 
     def process(self, item: QueueItem) -> str:
         """Solve one claimed item. Returns "done", "error" or "outage" (item kept running)."""
         task = self.store.get_task(item.task_id)
         self._current = {"item": item.id, "task": item.task_id}
+        self._lease_renewed = self.clock()
         if task is None:
             _set_item(self.store, item.id, status="error", error=f"task {item.task_id!r} is missing from the store")
             self.log("task_error", item=item.id, error="task missing")
@@ -513,7 +430,7 @@ class Worker:
         lock = _take_worker_lock(self.settings)
         restore = self._install_signals()
         try:
-            resumed = requeue_interrupted(self.store)
+            resumed = requeue_interrupted(self.store, self.worker_id)
             self.log("worker_start", pid=os.getpid(), resumed=resumed, queue=queue_counts(self.store),
                      improve_every=self.improve_every, schedule=bool(self.trigger))
             self.beat("starting")
@@ -523,7 +440,7 @@ class Worker:
                 if self.max_items is not None and processed >= self.max_items:
                     self.log("max_items_reached", processed=processed)
                     break
-                item = claim_next(self.store)
+                item = claim_next(self.store, self.worker_id, self.lease_s)
                 if item is None:
                     self.maybe_improve()
                     if self.exit_when_empty:
@@ -604,22 +521,13 @@ class _Verifier:
 
 def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
     """What `evolve status` shows: queue, worker heartbeat, incumbent, last cycles and errors."""
-    from memory.models import Cycle, Policy, Pointer, Promotion
-
-    with store.session(read_only=True) as s:
-        pointer = s.get(Pointer, "incumbent")
-        policy = s.get(Policy, pointer.policy_id) if pointer else None
-        cycles = s.exec(select(Cycle).order_by(col(Cycle.id).desc()).limit(limit)).all()
-        promotions = s.exec(select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)).all()
-        queue_errors = s.exec(select(QueueItem).where(QueueItem.status == "error")
-                              .order_by(col(QueueItem.updated_at).desc()).limit(limit)).all()
-        episode_errors = s.exec(select(Episode).where(Episode.verdict == "error")
-                                .order_by(col(Episode.id).desc()).limit(limit)).all()
-        pending = int(s.exec(select(func.count()).select_from(Episode).where(Episode.verdict == "pending")).one())
-        answered = s.exec(select(QueueItem, Episode, Task).where(QueueItem.status.in_(("done", "error")))
-                          .join(Episode, Episode.id == QueueItem.episode_id, isouter=True)
-                          .join(Task, Task.id == QueueItem.task_id, isouter=True)
-                          .order_by(col(QueueItem.id).desc()).limit(limit)).all()
+    policy = store.pointed_policy("incumbent")
+    cycles = store.cycles(newest_first=True, limit=limit)
+    promotions = store.promotions(newest_first=True, limit=limit)
+    queue_errors = store.queue_items(status="error", newest_first=True, limit=limit)
+    episode_errors = store.recent_error_episodes(limit)
+    pending = store.count_episodes(verdict="pending")
+    answered = [q for q in store.queue_items(newest_first=True, limit=limit * 4) if q.status in ("done", "error")][:limit]
     beat = read_heartbeat(settings)
     spec = PolicySpec.model_validate(policy.spec) if policy else None
     return {
@@ -631,9 +539,7 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
         "incumbent": None if policy is None else {
             "id": policy.id, "version": policy.version, "note": policy.note,
             "insights": len(spec.insights), "exemplars_k": spec.exemplars_k, "tools": list(spec.tools)},
-        "answers": [{"item": q.id, "episode": e.id if e else None, "question": t.question if t else q.task_id,
-                     "answer": e.final_answer if e else "", "verdict": e.verdict if e else q.status,
-                     "error": (e.error if e else q.error)[:200]} for q, e, t in answered],
+        "answers": [_answer_row(store, q) for q in answered],
         "cycles": [{"number": c.number, "run": c.run_id, "status": c.status, "stop_reason": c.stop_reason,
                     "tokens": c.tokens, "started": c.started_at.isoformat(timespec="seconds") if c.started_at else None}
                    for c in cycles],
@@ -644,3 +550,12 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
                   + [{"episode": e.id, "task": e.task_id, "error": e.error[:200]} for e in episode_errors
                      if not any(q.episode_id == e.id for q in queue_errors)][:limit],
     }
+
+
+def _answer_row(store, item: QueueItem) -> dict[str, Any]:
+    """One of the worker's recent answers, as `evolve status` lists it."""
+    ep = store.get_episode(item.episode_id) if item.episode_id else None
+    task = store.get_task(item.task_id)
+    return {"item": item.id, "episode": ep.id if ep else None, "question": task.question if task else item.task_id,
+            "answer": ep.final_answer if ep else "", "verdict": ep.verdict if ep else item.status,
+            "error": ((ep.error if ep else "") or item.error)[:200]}
