@@ -22,8 +22,7 @@ def resolve(store, ref: str) -> tuple[QueueItem | None, Episode | None, Task | N
     if not m:
         raise InputError(f"item {ref!r}: give a queue item number (e.g. 3) or an episode as e<id> (e.g. e12)")
     if m.group(3):
-        with store.session(read_only=True) as s:
-            item = s.get(QueueItem, int(m.group(3)))
+        item = store.get_queue_item(int(m.group(3)))
         if item is None:
             raise InputError(f"no queue item {m.group(3)}; `evolve status` lists the recent ones")
         episode = store.get_episode(item.episode_id) if item.episode_id else None
