@@ -17,7 +17,7 @@ from agent.surfaces.worker import rate_episode
 from memory.embeddings import HashEmbedder
 from memory.store import Store
 from tests.fakes import ScriptedModel
-from tests.loop_fakes import answers_by_question, loop_model
+from tests.loop_fakes import answers_by_question, loop_model, train_questions
 
 GOOD_Q = "A baker bakes 7 trays with 12 rolls on each tray. How many rolls are there?"
 BAD_Q = "Rosa has 10 stickers and gives away 4. How many stickers does Rosa have left?"
@@ -67,7 +67,10 @@ def test_a_good_rating_is_retrieved_after_one_cycle_and_a_bad_one_never(tmp_path
     chat(settings, store)
     similar = "A baker bakes 8 trays with 12 rolls on each tray. How many rolls are there?"
     assert chat_exemplars(store, similar) == []  # a rating alone is not memory yet
-    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store)
+    # The fake is right on any task once a worked example it knows is shown: the rated chat
+    # answer is declared one of them, so its probe can pass (the verifier still decides).
+    model = loop_model(answers, train=train_questions() + [GOOD_Q])
+    summary = run_improve(settings, cycles=1, model=model, store=store)
     refine = summary["history"][0]["refine"]
     assert refine["feedback_exemplar"] == 1 and refine["feedback_confirmed"] == 1 and refine["feedback_bad"] == 1
     found = chat_exemplars(store, similar)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.security_env import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,7 +61,13 @@ def serve() -> int:
 # ---------------------------------------------------------------- tests
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+
+
+@pytest.fixture(autouse=True)
+def _require_tmux() -> None:
+    # Fails in CI (CI=true); skips only with EVOLVE_TEST_ALLOW_SKIP=1 on a developer machine.
+    if TMUX is None:
+        missing("tmux is not installed (apt-get install tmux)")
 
 
 class Term:
@@ -173,10 +181,11 @@ def test_chat_in_a_real_terminal(term, settings):
     # /good reaches the next cycle's exemplars (confirmed by a verified probe), /bad never.
     from agent.config import Settings
     from agent.loop.graph import run_improve
-    from tests.loop_fakes import answers_by_question, loop_model
+    from tests.loop_fakes import answers_by_question, loop_model, train_questions
 
     cycle_settings = Settings(home=settings.home, loop={"suite": "arith", "train_per_cycle": 4, "dev_size": 6})
-    summary = run_improve(cycle_settings, cycles=1, model=loop_model(answers_by_question("arith")), store=store)
+    model = loop_model(answers_by_question("arith"), train=train_questions() + ["What is 17*24?"])
+    summary = run_improve(cycle_settings, cycles=1, model=model, store=store)
     assert summary["history"][0]["refine"]["feedback_confirmed"] == 1
     found = [e for e in store.retrieve("exemplar", "What is 17*25?", k=10) if e.meta.get("from") == "chat"]
     assert len(found) == 1 and "17*24" in found[0].content and "408" in found[0].content

@@ -19,7 +19,8 @@ import pytest
 from agent.config import ModelSettings
 from agent.errors import ModelUnavailable, OutputParseError
 from agent.model.endpoint import RequestRejected, is_refusal, refused_field
-from agent.model.llm import OpenAIModel
+from agent.config import ConfigError
+from agent.model.llm import FineTuning, OpenAIModel
 from agent.model.structured import PROBE_VALUE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,11 @@ class Endpoint:
                 pass
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {"raw": raw}  # a file upload
                 outer.requests.append(body)
                 status, payload = decide(body)
                 data = json.dumps(payload).encode()
@@ -264,3 +269,11 @@ def test_what_counts_as_a_refusal(status, text, refused, field):
     assert is_refusal(status, text) is refused
     if refused:
         assert refused_field(text) == field
+
+
+def test_endpoint_without_a_fine_tuning_api_says_so(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": []}\n')
+    with Endpoint(lambda body: (404, {"detail": "Not Found"})) as srv:  # llama-cpp-python's server
+        with pytest.raises(ConfigError, match="no fine-tuning API.*EVOLVE_LOOP__FINETUNE=export"):
+            FineTuning(_model(srv.url, tmp_path)).submit(data, base_model="m", suffix="x")

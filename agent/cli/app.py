@@ -43,6 +43,10 @@ def _root(
 for _module in (model, tool, improve, evaluate, policy, memory, worker, chat, report):
     _module.register(app)
 
+from agent.cli.serve import serve as _serve  # noqa: E402  (light: the server loads inside it)
+
+app.command("serve")(_serve)
+
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())

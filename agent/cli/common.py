@@ -64,9 +64,11 @@ def check_text(text: str, *, what: str = "question") -> str:
 
 
 def plain(text: str) -> str:
-    """Untrusted text (model output, stored answers) without terminal control characters."""
-    return "".join(ch if ch in "\n\t" or (ord(ch) >= 32 and ord(ch) != 127 and not 0x80 <= ord(ch) < 0xA0)
-                   else "\ufffd" for ch in text)
+    """Untrusted text (model output, stored answers, pages) without escape sequences or control
+    characters, so it cannot retitle, recolour or rewrite the terminal."""
+    from tools.text import terminal_safe
+
+    return terminal_safe(text)
 
 
 class Bars:

@@ -25,6 +25,7 @@ from agent.config import Settings
 from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
 from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
+from tools.text import terminal_safe
 
 HISTORY_TURNS = 3
 NO_ANSWER = "(no answer found)"
@@ -85,7 +86,7 @@ class ChatSession:
         return True
 
     def say(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(terminal_safe(text), highlight=False)
 
     # -- a turn -------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class ChatSession:
             self.say(f"[red]this turn failed:[/] {escape(episode.error)}")
             return None
         # The one answer: shown as is, stored as is, rated as is.
-        self.console.print(episode.final_answer or NO_ANSWER, markup=False, highlight=False)
+        self.console.print(terminal_safe(episode.final_answer or NO_ANSWER), markup=False, highlight=False)
         self.say(f"[dim]{time.perf_counter() - started:.1f}s · e{episode.id} · /good or /bad to rate[/]")
         turn = Turn(question=text, answer=episode.final_answer, episode_id=episode.id)
         self.turns.append(turn)
