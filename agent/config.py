@@ -84,6 +84,20 @@ class LoopSettings(BaseModel):
     bootstrap_samples: int = 2000
     recursion_limit: int = 10_007
     self_propose: bool = False
+    # The candidate search (agent/loop/proposers.py, gate.py). 1 candidate and no screening is
+    # the single in-context update per cycle; more candidates are each one mutation of the
+    # incumbent, screened on `screen_size` train items (0: no screening), the best `survivors`
+    # evaluated on dev, Holm-corrected. `max_cost_ratio` (0: off) caps a promoted candidate's
+    # tokens per task relative to the incumbent's.
+    candidates_per_cycle: int = Field(default=1, ge=1)
+    screen_size: int = Field(default=0, ge=0)
+    survivors: int = Field(default=2, ge=1)
+    futility_stop: bool = True
+    max_cost_ratio: float = Field(default=0.0, ge=0.0)
+    # Which proposers fill the candidate slots, in order (names in agent/loop/proposers.py).
+    proposers: tuple[Literal["context", "program", "program_with_reasoning", "vote", "reason", "tools",
+                             "instruction"], ...] = ("context", "program", "program_with_reasoning", "vote",
+                                                     "reason", "tools", "instruction")
     # In-weight update: "off"; "export" writes verified train episodes as chat fine-tuning
     # JSONL at each update; "openai" also submits a fine-tuning job to the configured
     # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate.

@@ -53,6 +53,12 @@ class RunRecords(StoreBase):
                     for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run.id))}
         return run, done
 
+    def eval_rows(self, run_id: int) -> dict[str, tuple[bool, int, float]]:
+        """Per task of an EvalRun: (correct, tokens, seconds), the cost the gate weighs."""
+        with self.session(read_only=True) as s:
+            return {r.task_id: (r.correct, r.tokens, r.latency_s)
+                    for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
+
     def finish_eval_run(self, run_id: int, accuracy: float) -> EvalRun:
         with self.session() as s:
             run = s.get(EvalRun, run_id)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from memory.embeddings import HashEmbedder
-from memory.migrations import LATEST
+from memory.migrations import LATEST, STEPS
 from memory.models import Episode, Task
 from memory.store import Store
 from memory.trajectory import (Action, Observation, ParseError, Prompt, Reply, Settled, Thought, Trajectory,
@@ -97,8 +97,9 @@ def test_migration_converts_a_stored_old_format_episode(settings):
                              answer="43")])
     store.add_episode(Episode(run_key="old/1", task_id="arith/train/9", split="train", policy_id="p",
                               model_fingerprint="f", trajectory=OLD_ROW, final_answer="43", verdict="pass"))
+    step = next(s for s in STEPS if s.name == "typed_trajectories")
     with store.engine.begin() as conn:  # back to the schema before this migration
-        conn.exec_driver_sql("DELETE FROM evolve_schema_version WHERE version = 3")
+        conn.exec_driver_sql(f"DELETE FROM evolve_schema_version WHERE version >= {step.version}")
     store.close()
     reopened = Store(settings, embedder=HashEmbedder(16))
     assert reopened.stats()["schema_version"] == LATEST

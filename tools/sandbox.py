@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.errors import ToolConfigError
+from tools.sandbox_cgroups import Cgroups, RunCgroup
 from tools.seccomp import build_filter
 from tools.settings import SandboxSettings, sandbox_environment
 
@@ -106,158 +107,6 @@ def _pick_interpreter() -> tuple[str, list[str]]:
         "no Python interpreter readable by an unprivileged user was found for the sandbox; "
         "install one (apt-get install python3) or set EVOLVE_SANDBOX__ALLOW_UNSAFE=true"
     )
-
-
-class _Cgroups:
-    """Per-run cgroups nested under our own, on cgroup v1 or v2, for whatever is permitted."""
-
-    def __init__(self) -> None:
-        self.usable: dict[str, Path] = {}  # controller -> parent directory we may create in
-        self._v2 = False
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return
-        root = Path("/sys/fs/cgroup")
-        for line in lines:
-            _, controllers, rel = line.split(":", 2)
-            rel = rel.lstrip("/")
-            if controllers == "":
-                base = root / rel if (root / "cgroup.controllers").exists() else root / "unified" / rel
-                self._probe_v2(base)
-                continue
-            for ctrl in controllers.split(","):
-                if ctrl in ("memory", "pids") and ctrl not in self.usable:
-                    self._probe(ctrl, root / ctrl / rel, f"{'memory.limit_in_bytes' if ctrl == 'memory' else 'pids.max'}")
-
-    def _probe(self, ctrl: str, base: Path, limit_file: str) -> None:
-        probe = base / f"evolve-probe-{os.getpid()}-{random.randrange(1 << 30)}"
-        try:
-            probe.mkdir()
-        except OSError:
-            return
-        try:
-            if (probe / limit_file).exists() and os.access(probe / "cgroup.procs", os.W_OK):
-                self.usable[ctrl] = base
-        finally:
-            try:
-                probe.rmdir()
-            except OSError:
-                pass
-
-    def _probe_v2(self, base: Path) -> None:
-        probe = base / f"evolve-probe-{os.getpid()}-{random.randrange(1 << 30)}"
-        try:
-            probe.mkdir()
-        except OSError:
-            return
-        try:
-            for ctrl, limit_file in (("memory", "memory.max"), ("pids", "pids.max")):
-                if ctrl not in self.usable and (probe / limit_file).exists():
-                    self.usable[ctrl] = base
-                    self._v2 = True
-        finally:
-            try:
-                probe.rmdir()
-            except OSError:
-                pass
-
-    def create(self, memory_bytes: int, max_procs: int) -> "_RunCgroup":
-        run = _RunCgroup(self._v2)
-        name = f"evolve-sbx-{os.getpid()}-{random.randrange(1 << 40)}"
-        for ctrl, base in self.usable.items():
-            path = base / name
-            if path in run.dirs:
-                continue
-            try:
-                path.mkdir()
-                if ctrl == "memory":
-                    limit_file = "memory.max" if self._v2 else "memory.limit_in_bytes"
-                    (path / limit_file).write_text(str(memory_bytes))
-                    if self._v2 and (path / "memory.swap.max").exists():
-                        (path / "memory.swap.max").write_text("0")
-                else:
-                    (path / "pids.max").write_text(str(max_procs))
-            except OSError:
-                try:
-                    path.rmdir()
-                except OSError:
-                    pass
-                continue
-            run.dirs.append(path)
-            run.controllers.append(ctrl)
-        return run
-
-
-@dataclass
-class _RunCgroup:
-    v2: bool
-    dirs: list[Path] = field(default_factory=list)
-    controllers: list[str] = field(default_factory=list)
-
-    def procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs]
-
-    def memory_hit(self) -> bool:
-        for d, ctrl in zip(self.dirs, self.controllers):
-            if ctrl != "memory":
-                continue
-            try:
-                if self.v2:
-                    events = dict(line.split() for line in (d / "memory.events").read_text().splitlines())
-                    return int(events.get("oom_kill", 0)) > 0 or int(events.get("max", 0)) > 0
-                return int((d / "memory.failcnt").read_text()) > 0
-            except (OSError, ValueError):
-                return False
-        return False
-
-    def pids_hit(self) -> bool:
-        for d, ctrl in zip(self.dirs, self.controllers):
-            if ctrl != "pids":
-                continue
-            try:
-                if self.v2:
-                    events = dict(line.split() for line in (d / "pids.events").read_text().splitlines())
-                    return int(events.get("max", 0)) > 0
-                return int((d / "pids.events").read_text().split()[1]) > 0
-            except (OSError, ValueError, IndexError):
-                return False
-        return False
-
-    def destroy(self) -> None:
-        """Remove the cgroups, waiting (bounded) while the dying namespace still holds them.
-
-        Synchronous on purpose: a background thread dies with a one-shot `evolve tool python`
-        and left its cgroups behind about one time in three.
-        """
-        if not self.dirs:
-            return
-        pending = []
-        for d in self.dirs:
-            try:
-                d.rmdir()
-            except OSError:
-                pending.append(d)
-        if pending:
-            self.dirs = pending
-            self._reap()
-
-    def _reap(self) -> None:
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    try:
-                        for pid in (d / "cgroup.procs").read_text().split():
-                            try:
-                                os.kill(int(pid), signal.SIGKILL)
-                            except (ProcessLookupError, ValueError):
-                                pass
-                    except OSError:
-                        break
-                    time.sleep(0.01)
 
 
 _PROBE_LOCK = threading.Lock()
@@ -355,7 +204,7 @@ class Sandbox:
             except SandboxUnavailable:
                 # Unsafe mode already means "trust the code"; run it as ourselves rather than not at all.
                 self._python, self._drop_uid = sys.executable, False
-        self._cgroups = self._shared("cgroups", _Cgroups)
+        self._cgroups = self._shared("cgroups", Cgroups)
 
     @staticmethod
     def _shared(key: str, factory):
@@ -384,6 +233,26 @@ class Sandbox:
             return done.returncode == 0
 
         return bool(self._shared("bwrap_ok", probe))
+
+    def _userns_off(self) -> bool:
+        """Whether runs can forbid nested user namespaces: bubblewrap knows --disable-userns
+        (0.8+) and it works here (it needs a user namespace of its own, which a setuid
+        bubblewrap does not make)."""
+
+        known = _bwrap_supports("--disable-userns")  # outside _shared: both take the probe lock
+
+        def probe() -> bool:
+            if not known:
+                return False
+            argv = [self._bwrap, *self._mounts_for_probe(), "--unshare-user", "--disable-userns", "--", "/bin/sh", "-c", "exit 0"]
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=10, env=sandbox_environment(),
+                                      preexec_fn=self._drop_privileges_fn(_UID_BASE) if os.geteuid() == 0 else None)
+            except (OSError, subprocess.SubprocessError):
+                return False
+            return done.returncode == 0
+
+        return bool(self._shared("userns_off", probe))
 
     @staticmethod
     def _host_dirs() -> list[str]:
@@ -425,7 +294,7 @@ class Sandbox:
             "--new-session",
             "--remount-ro", "/",
         ]
-        if _bwrap_supports("--disable-userns"):
+        if self._userns_off():
             # No nested user namespace: inside one, code would be "root" with every capability.
             argv += ["--unshare-user", "--disable-userns"]
         if seccomp_fd is not None:
@@ -494,7 +363,7 @@ class Sandbox:
         isolation += [f"cgroup:{c}" for c in cgroup.controllers]
         if self.mode == "bwrap":
             isolation += ["seccomp"] if _FILTER else []
-            isolation += ["no-userns"] if _bwrap_supports("--disable-userns") else []
+            isolation += ["no-userns"] if self._userns_off() else []
             isolation += ["tmpfs-limits"]
         try:
             self._populate(workdir, code, files or {}, uid)
@@ -659,7 +528,7 @@ class Sandbox:
         threading.Thread(target=writer, daemon=True).start()
 
 
-def _classify(code: int | None, stderr: str, cgroup: _RunCgroup) -> str | None:
+def _classify(code: int | None, stderr: str, cgroup: RunCgroup) -> str | None:
     """Name the limit that ended a run, from the exit status, cgroup counters and the traceback."""
     if code is None or code == 0:
         return None
@@ -720,7 +589,7 @@ def isolation_report(settings: SandboxSettings | None = None) -> str:
     layers = ["bwrap namespaces (no network, private PID, read-only /usr)"] if box.mode == "bwrap" else ["NO isolation (unsafe mode)"]
     if box.mode == "bwrap":
         layers.append("seccomp filter" if _FILTER else f"no seccomp filter on {os.uname().machine}")
-        layers.append("no nested user namespaces" if _bwrap_supports("--disable-userns") else "nested user namespaces possible (bubblewrap < 0.8)")
+        layers.append("no nested user namespaces" if box._userns_off() else "nested user namespaces possible (bubblewrap < 0.8 or no user namespace)")
         st = box.settings
         layers.append(f"tmpfs /work {st.work_mb} MB, /tmp {st.tmp_mb} MB, /dev/shm {st.shm_mb} MB, read-only /dev")
     if box._drop_uid:

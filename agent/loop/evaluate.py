@@ -1,4 +1,5 @@
-"""Phase 4, evaluation: candidate and incumbent on the same held-out dev tasks, paired.
+"""Phase 4, evaluation: screening on a train minibatch, then candidates and incumbent on the same
+held-out dev tasks, paired, through the gate (agent/loop/gate.py).
 
 Results are keyed by (policy, task, seed): a policy's results are computed once and reused,
 so the incumbent is not re-run while it is unchanged, and a resumed run repeats nothing.
@@ -7,11 +8,16 @@ so the incumbent is not re-run while it is unchanged, and a resumed run repeats 
 from __future__ import annotations
 
 import hashlib
+import random
+from collections.abc import Callable, Sequence
 
 from agent.attempt import run_attempt
+from agent.loop import gate
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
 from memory.models import EvalResult
+
+Row = tuple[bool, int, float]  # (correct, tokens, seconds)
 
 
 def dev_tasks(rt: Runtime, split: str = "dev", limit: int | None = None, seed: int = 0):
@@ -20,17 +26,23 @@ def dev_tasks(rt: Runtime, split: str = "dev", limit: int | None = None, seed: i
     return tasks
 
 
-def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycle: int | None = None,
-                    phase: str = "evaluate") -> dict[str, bool]:
-    """Per-task correctness of `policy` on `tasks`, stored as an EvalRun with EvalResults."""
+def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycle: int | None = None,
+                  phase: str = "evaluate", stop: Callable[[dict[str, Row]], bool] | None = None) -> dict[str, Row]:
+    """Per-task (correct, tokens, seconds) of `policy` on `tasks`, in order, stored as an EvalRun.
+
+    `stop(results so far)` is asked after each task; True ends the evaluation there. It sees the
+    same prefix whether results were just computed or read back, so a resumed run stops at the
+    same item."""
     ids = [t.id for t in tasks]
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     run_key = f"eval/{policy.id}/{split}/{digest}/s{seed}"
     store = rt.store
-    run, done = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
-                                    cycle=cycle, n=len(ids))
+    run, _ = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
+                                 cycle=cycle, n=len(ids))
     run_id = run.id
+    done = store.eval_rows(run_id)
     solver = rt.solver(policy)
+    seen: dict[str, Row] = {}
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,
@@ -40,21 +52,120 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
                              correct=ep.verdict == "pass", episode_id=ep.id,
                              tokens=ep.prompt_tokens + ep.completion_tokens, latency_s=ep.latency_s)
             store.add(row)
-            done[task.id] = row.correct
+            done[task.id] = (row.correct, row.tokens, row.latency_s)
             rt.log("episode", {"phase": phase, "policy": policy.id, "task": task.id, "verdict": ep.verdict})
+        seen[task.id] = done[task.id]
         rt.progress(f"{phase} {policy.id}", i + 1, len(tasks))
-    store.finish_eval_run(run_id, sum(done.values()) / len(ids) if ids else 0.0)
-    return {tid: done[tid] for tid in ids}
+        if stop is not None and i + 1 < len(tasks) and stop(seen):
+            rt.log("futility", {"phase": phase, "policy": policy.id, "evaluated": i + 1, "of": len(tasks)})
+            break
+    store.finish_eval_run(run_id, sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0)
+    return seen
 
 
-def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate, dev_ids: list[str]) -> dict:
-    tasks = [rt.store.get_task(t) for t in dev_ids]
-    inc = evaluate_policy(rt, incumbent, tasks, split="dev", cycle=cycle)
-    cand = evaluate_policy(rt, candidate, tasks, split="dev", cycle=cycle)
+def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycle: int | None = None,
+                    phase: str = "evaluate") -> dict[str, bool]:
+    """Per-task correctness of `policy` on `tasks`, stored as an EvalRun with EvalResults."""
+    rows = evaluate_rows(rt, policy, tasks, split=split, seed=seed, cycle=cycle, phase=phase)
+    return {tid: ok for tid, (ok, _, _) in rows.items()}
+
+
+# -- screening ------------------------------------------------------------------------------
+
+def screen_tasks(rt: Runtime, *, run_id: str, cycle: int, exclude_ids: Sequence[str] = ()):
+    """A train minibatch for screening, drawn apart from this cycle's acquire tasks when the
+    pool allows (so a candidate built from those episodes is not screened on them)."""
+    n = rt.settings.loop.screen_size
+    pool = rt.suite.load("train", limit=None, seed=0)
+    used = set(exclude_ids)
+    rng = random.Random(f"{run_id}:{cycle}:screen")
+    fresh = [t for t in pool if t.id not in used]
+    chosen = rng.sample(fresh, min(n, len(fresh)))
+    if len(chosen) < n:
+        stale = [t for t in pool if t.id in used]
+        chosen += rng.sample(stale, min(n - len(chosen), len(stale)))
+    rt.store.upsert_tasks(chosen)
+    return chosen
+
+
+def screen(rt: Runtime, *, run_id: str, cycle: int, incumbent, candidates: list[dict],
+           exclude_ids: Sequence[str] = ()) -> dict:
+    """Score each candidate and the incumbent on one train minibatch; the best `survivors` that
+    are not worse than the incumbent go on to dev. Without screening, the first `survivors`."""
     loop = rt.settings.loop
-    evidence = compare([cand[t] for t in dev_ids], [inc[t] for t in dev_ids],
-                       samples=loop.bootstrap_samples, seed=cycle)
-    promote = evidence["delta"] > loop.min_delta and evidence["p_value"] < loop.significance
-    evidence["decision"] = "promote" if promote else "reject"
-    evidence["threshold"] = {"significance": loop.significance, "min_delta": loop.min_delta}
-    return evidence
+    if not candidates:
+        return {"survivor_ids": [], "screened": []}
+    if loop.screen_size == 0:
+        kept = candidates[: loop.survivors]
+        out = [{**c, "screen": None, "survived": c in kept} for c in candidates]
+        return {"survivor_ids": [c["candidate_id"] for c in kept], "screened": out}
+    tasks = screen_tasks(rt, run_id=run_id, cycle=cycle, exclude_ids=exclude_ids)
+    ids = [t.id for t in tasks]
+    inc_rows = evaluate_rows(rt, incumbent, tasks, split="train", cycle=cycle, phase="screen")
+    inc_score = sum(inc_rows[t][0] for t in ids)
+    scored = []
+    for i, c in enumerate(candidates):
+        rows = evaluate_rows(rt, rt.store.get_policy(c["candidate_id"]), tasks, split="train", cycle=cycle,
+                             phase="screen")
+        scored.append((sum(rows[t][0] for t in ids), i, gate.cost_of(list(rows.values()))))
+    ranked = sorted((s for s in scored if s[0] >= inc_score), key=lambda s: (-s[0], s[1]))
+    kept = {i for _, i, _ in ranked[: loop.survivors]}
+    out = [{**c, "screen": {"correct": score, "n": len(ids), "incumbent_correct": inc_score, "cost": cost},
+            "survived": i in kept} for (score, i, cost), c in zip(scored, candidates)]
+    return {"survivor_ids": [candidates[i]["candidate_id"] for i in sorted(kept)], "screened": out,
+            "screen_ids": ids, "incumbent_screen": {"correct": inc_score, "n": len(ids),
+                                                    "cost": gate.cost_of(list(inc_rows.values()))}}
+
+
+# -- dev evaluation and the gate ------------------------------------------------------------
+
+def _futility_stop(rt: Runtime, incumbent: dict[str, Row], n: int) -> Callable[[dict[str, Row]], bool] | None:
+    loop = rt.settings.loop
+    if not loop.futility_stop:
+        return None
+    inc = {t: ok for t, (ok, _, _) in incumbent.items()}
+
+    def stop(seen: dict[str, Row]) -> bool:
+        wins, losses = gate.paired_counts({t: ok for t, (ok, _, _) in seen.items()}, inc)
+        return gate.futile(wins, losses, n - len(seen), n=n, significance=loop.significance,
+                           min_delta=loop.min_delta)
+
+    return stop
+
+
+def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate=None, dev_ids: list[str],
+             candidates: list[dict] | None = None) -> dict:
+    """Dev evidence for each candidate (list of {"candidate_id", ...}), the gate's decisions, and
+    at the top level the evidence of the promoted (else the strongest) candidate.
+
+    `candidate`: a single policy, the one-candidate form."""
+    if candidates is None:
+        candidates = [{"candidate_id": candidate.id}]
+    loop = rt.settings.loop
+    tasks = [rt.store.get_task(t) for t in dev_ids]
+    inc_rows = evaluate_rows(rt, incumbent, tasks, split="dev", cycle=cycle)
+    inc_cost = gate.cost_of([inc_rows[t] for t in dev_ids])
+    stop = _futility_stop(rt, inc_rows, len(dev_ids))
+    evidence = []
+    for c in candidates:
+        policy = rt.store.get_policy(c["candidate_id"])
+        rows = evaluate_rows(rt, policy, tasks, split="dev", cycle=cycle, stop=stop)
+        done = [t for t in dev_ids if t in rows]
+        ev = compare([rows[t][0] for t in done], [inc_rows[t][0] for t in done],
+                     samples=loop.bootstrap_samples, seed=cycle)
+        cost = gate.cost_of([rows[t] for t in done])
+        inc_same = gate.cost_of([inc_rows[t] for t in done])
+        ratio = gate.cost_ratio(cost, inc_same)
+        evidence.append({**c, **ev, "n_planned": len(dev_ids), "stopped_early": len(done) < len(dev_ids),
+                         "cost": cost, "incumbent_cost": inc_same, "cost_ratio": ratio})
+    rule = gate.GateRule(significance=loop.significance, min_delta=loop.min_delta,
+                         max_cost_ratio=loop.max_cost_ratio)
+    winner = gate.decide(evidence, rule)
+    head = evidence[winner] if winner is not None else min(
+        evidence, key=lambda e: (e["p_adjusted"], -e["delta"]))
+    out = {k: v for k, v in head.items() if k not in ("cost", "incumbent_cost")}
+    out.update(candidates=evidence, incumbent_cost=inc_cost, promoted=head["candidate_id"] if winner is not None
+               else None, threshold={"significance": loop.significance, "min_delta": loop.min_delta,
+                                     "max_cost_ratio": loop.max_cost_ratio, "correction": "holm",
+                                     "m": len(evidence)})
+    return out

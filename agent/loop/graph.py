@@ -1,6 +1,10 @@
 """The self-evolution loop as a LangGraph state machine with a SQLite checkpointer.
 
-    start -> acquire -> refine -> update -> evaluate -> decide -> (acquire | END)
+    start -> acquire -> refine -> update -> screen -> evaluate -> decide -> (acquire | END)
+
+update proposes several candidates (each one mutation of the incumbent); screen scores them on
+a train minibatch and keeps the survivors; evaluate runs the survivors on dev and applies the
+Holm-corrected gate; decide records every candidate's evidence and promotes at most one.
 
 Durability is "sync": each completed node is checkpointed before the next starts. Killed at
 any point, `run_improve(resume=True)` continues from the last completed node; nodes write
@@ -37,6 +41,9 @@ class LoopState(TypedDict, total=False):
     dev_ids: list[str]
     incumbent_id: str
     candidate_id: str
+    candidate_ids: list[str]
+    survivor_ids: list[str]
+    train_ids: list[str]
     no_improve: int
     tokens: int
     model_seconds: float
@@ -81,7 +88,8 @@ class Loop:
             self.rt, run_id=state["run_id"], cycle=state["cycle"], policy=policy))
         self.rt.log("phase", {"phase": "acquire", "cycle": state["cycle"], "passed": out["passed"],
                               "total": out["total"]})
-        return {**meta, "history": [*state["history"], {"cycle": state["cycle"], "acquire": {
+        train_ids = sorted({ep.task_id for ep in (self.rt.store.get_episode(i) for i in out["episode_ids"]) if ep})
+        return {**meta, "train_ids": train_ids, "history": [*state["history"], {"cycle": state["cycle"], "acquire": {
             "passed": out["passed"], "total": out["total"]}}]}
 
     def refine(self, state: LoopState) -> LoopState:
@@ -93,18 +101,32 @@ class Loop:
     def update(self, state: LoopState) -> LoopState:
         incumbent = self.rt.store.get_policy(state["incumbent_id"])
         out, meta = self._timed(state, "update", lambda: update_phase.update(
-            self.rt, cycle=state["cycle"], incumbent=incumbent))
+            self.rt, cycle=state["cycle"], incumbent=incumbent, run_id=state["run_id"],
+            skip_ids=_rejected_against(state["history"], incumbent.id)))
         self.rt.log("phase", {"phase": "update", "cycle": state["cycle"], **out})
-        return {**meta, "candidate_id": out["candidate_id"], "history": _amend(state["history"], update=out)}
+        ids = [c["candidate_id"] for c in out.get("candidates", []) if c["candidate_id"] != incumbent.id]
+        return {**meta, "candidate_id": out["candidate_id"], "candidate_ids": ids,
+                "history": _amend(state["history"], update=out)}
+
+    def screen(self, state: LoopState) -> LoopState:
+        incumbent = self.rt.store.get_policy(state["incumbent_id"])
+        proposed = [c for c in state["history"][-1]["update"].get("candidates", [])
+                    if c["candidate_id"] in state["candidate_ids"]]
+        out, meta = self._timed(state, "screen", lambda: evaluate_phase.screen(
+            self.rt, run_id=state["run_id"], cycle=state["cycle"], incumbent=incumbent, candidates=proposed,
+            exclude_ids=state.get("train_ids", [])))
+        self.rt.log("phase", {"phase": "screen", "cycle": state["cycle"], "survivors": out["survivor_ids"]})
+        return {**meta, "survivor_ids": out["survivor_ids"], "history": _amend(state["history"], screen=out)}
 
     def evaluate(self, state: LoopState) -> LoopState:
         store = self.rt.store
         incumbent = store.get_policy(state["incumbent_id"])
-        candidate = store.get_policy(state["candidate_id"])
+        survivors = [c for c in state["history"][-1]["screen"]["screened"] if c["survived"]]
         evidence, meta = self._timed(state, "evaluate", lambda: evaluate_phase.evaluate(
-            self.rt, cycle=state["cycle"], incumbent=incumbent, candidate=candidate,
+            self.rt, cycle=state["cycle"], incumbent=incumbent, candidates=survivors,
             dev_ids=state["dev_ids"]))
-        self.rt.log("phase", {"phase": "evaluate", "cycle": state["cycle"], **evidence})
+        self.rt.log("phase", {"phase": "evaluate", "cycle": state["cycle"],
+                              **{k: v for k, v in evidence.items() if k != "candidates"}})
         return {**meta, "history": _amend(state["history"], evaluate=evidence)}
 
     def decide(self, state: LoopState) -> LoopState:
@@ -112,19 +134,19 @@ class Loop:
         cycle = state["cycle"]
         last = state["history"][-1]
         evidence = last.get("evaluate") or {"decision": "reject", "reason": "candidate unchanged"}
-        candidate = store.get_policy(state["candidate_id"])
-        # Idempotent on resume: a decision already recorded for this run's cycle is not repeated.
-        decided = [p for p in _promotions(store, cycle) if p.evidence.get("run_id") == state["run_id"]]
-        if not decided:
-            promote(store, candidate, cycle=cycle, evidence={**evidence, "run_id": state["run_id"]},
-                    decision=evidence["decision"])
+        # Idempotent on resume: a candidate already recorded for this run's cycle is not repeated.
+        decided = {p.candidate_id for p in _promotions(store, cycle) if p.evidence.get("run_id") == state["run_id"]}
+        for candidate_id, record in _records(state, evidence):
+            if candidate_id not in decided:
+                promote(store, store.get_policy(candidate_id), cycle=cycle,
+                        evidence={**record, "run_id": state["run_id"]}, decision=record["decision"])
         promoted = evidence["decision"] == "promote"
         incumbent_id = store.get_pointer(INCUMBENT)
         no_improve = 0 if promoted else state["no_improve"] + 1
         self._record_cycle(state, cycle)
         update: LoopState = {"incumbent_id": incumbent_id, "no_improve": no_improve, "cycle": cycle + 1,
                              "history": _amend(state["history"], decision=evidence["decision"],
-                                               incumbent=incumbent_id)}
+                                               incumbent_before=state["incumbent_id"], incumbent=incumbent_id)}
         reason = self._stop_reason({**state, **update})
         if reason:
             update["stop_reason"] = reason
@@ -133,7 +155,10 @@ class Loop:
         return update
 
     def skip_to_decide(self, state: LoopState) -> str:
-        return "evaluate" if state["candidate_id"] != state["incumbent_id"] else "decide"
+        return "screen" if state.get("candidate_ids") else "decide"
+
+    def skip_to_decide_after_screen(self, state: LoopState) -> str:
+        return "evaluate" if state.get("survivor_ids") else "decide"
 
     def route(self, state: LoopState) -> str:
         return END if state.get("stop_reason") else "acquire"
@@ -165,13 +190,15 @@ class Loop:
 
     def compile(self, checkpointer):
         g = StateGraph(LoopState)
-        for name in ("start", "acquire", "refine", "update", "evaluate", "decide"):
+        for name in ("start", "acquire", "refine", "update", "screen", "evaluate", "decide"):
             g.add_node(name, getattr(self, name))
         g.add_edge(START, "start")
         g.add_edge("start", "acquire")
         g.add_edge("acquire", "refine")
         g.add_edge("refine", "update")
-        g.add_conditional_edges("update", self.skip_to_decide, {"evaluate": "evaluate", "decide": "decide"})
+        g.add_conditional_edges("update", self.skip_to_decide, {"screen": "screen", "decide": "decide"})
+        g.add_conditional_edges("screen", self.skip_to_decide_after_screen,
+                                {"evaluate": "evaluate", "decide": "decide"})
         g.add_edge("evaluate", "decide")
         g.add_conditional_edges("decide", self.route, {"acquire": "acquire", END: END})
         return g.compile(checkpointer=checkpointer)
@@ -179,6 +206,37 @@ class Loop:
 
 def _promotions(store, cycle: int) -> list[Promotion]:
     return store.promotions(cycle=cycle)
+
+
+def _records(state: LoopState, evidence: dict) -> list[tuple[str, dict]]:
+    """(candidate id, evidence) for every candidate of the cycle, the promoted one last (its
+    promotion moves the incumbent, which the other rows name as the incumbent before)."""
+    last = state["history"][-1]
+    out = []
+    for c in (last.get("screen") or {}).get("screened", []):
+        if not c["survived"]:
+            out.append((c["candidate_id"], {**c, "decision": "reject", "stage": "screen",
+                                            "reason": "screened out on the train minibatch",
+                                            "incumbent_screen": last["screen"].get("incumbent_screen")}))
+    for c in evidence.get("candidates", []):
+        out.append((c["candidate_id"], {**c, "stage": "dev", "incumbent_cost": evidence.get("incumbent_cost"),
+                                        "threshold": evidence.get("threshold")}))
+    if not out:  # nothing new was proposed: the unchanged candidate is recorded as rejected
+        out.append((state["candidate_id"], evidence))
+    out.sort(key=lambda item: item[1]["decision"] == "promote")
+    return out
+
+
+def _rejected_against(history: list[dict], incumbent_id: str) -> frozenset[str]:
+    """Candidates this run already rejected while `incumbent_id` was the incumbent."""
+    out = set()
+    for entry in history:
+        if entry.get("incumbent_before", incumbent_id) != incumbent_id or "decision" not in entry:
+            continue
+        for c in (entry.get("evaluate") or {}).get("candidates", []):
+            if c["decision"] == "reject":
+                out.add(c["candidate_id"])
+    return frozenset(out)
 
 
 def _amend(history: list[dict], **fields) -> list[dict]:

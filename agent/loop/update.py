@@ -1,48 +1,86 @@
-"""Phase 3, model update: a new immutable candidate policy from the incumbent plus experience.
+"""Phase 3, model update: new immutable candidate policies from the incumbent plus experience.
 
-In-context always (exemplar retrieval, selected insights, skills). In-weight when configured:
+Each candidate is one mutation by one proposer (agent/loop/proposers.py): the in-context update
+(exemplar retrieval, selected insights, skills), a solving strategy, the tools offered, or an
+instruction the model wrote from failed train episodes. In-weight when configured:
 verified train episodes exported as chat fine-tuning JSONL for an OpenAI-compatible job.
 """
 
 from __future__ import annotations
 
-from agent.policy import PolicySpec, create_candidate, spec_of
+from agent.loop import proposers
+from agent.loop.proposers import Experience, Failure
 from agent.loop.runtime import Runtime
+from agent.policy import PolicySpec, create_candidate, spec_of
+from memory.trajectory import Trajectory
+
+
+def experience_summary(rt: Runtime, *, run_id: str | None = None, cycle: int | None = None) -> Experience:
+    """What the proposers may see: train-side memory, and this cycle's failed TRAIN episodes."""
+    loop = rt.settings.loop
+    store = rt.store
+    failures = []
+    if run_id is not None and cycle is not None:
+        prefix = f"{run_id}/c{cycle}/acquire/"
+        for ep in store.episodes(cycle=cycle, source="acquire", verdict="fail"):
+            task = store.get_task(ep.task_id) if ep.run_key.startswith(prefix) else None
+            if task is None or task.split != "train":
+                continue  # the firewall: held-out items never reach a proposer
+            attempt = Trajectory.from_stored(ep.trajectory).attempt_text()
+            failures.append(Failure(question=task.question, attempt=attempt, answer=ep.final_answer or "",
+                                    reference=task.meta.get("solution") or task.answer,
+                                    reference_answer=task.answer))
+    insights = store.policy_insights(loop.insights_max)  # verified only: the quarantine holds
+    return Experience(
+        has_exemplars=bool(store.experiences(kind="exemplar", split="train", trust="verified", active=True)),
+        has_skills=bool(store.experiences(kind="skill", split="train", trust="verified", active=True)),
+        insights=tuple((r.id, r.content) for r in insights),
+        memory_snapshot=store.max_experience_id(),
+        exemplars_k=loop.exemplars_k,
+        tools_available=tuple(t.name for t in rt.tools),
+        task_kind="code" if getattr(rt.suite, "name", "") == "code" else "numeric",
+        failures=tuple(failures),
+    )
 
 
 def build_candidate_spec(rt: Runtime, incumbent) -> PolicySpec:
+    """The single in-context candidate (the `context` proposer), or the incumbent's own spec."""
     spec = spec_of(incumbent)
-    loop = rt.settings.loop
-    store = rt.store
-    has_exemplars = bool(store.experiences(kind="exemplar", split="train", trust="verified", active=True))
-    has_skills = bool(store.experiences(kind="skill", split="train", trust="verified", active=True))
-    insights = store.policy_insights(loop.insights_max)  # verified only: the quarantine holds
-    snapshot = store.max_experience_id()
-    return spec.model_copy(update={
-        "exemplars_k": loop.exemplars_k if has_exemplars else spec.exemplars_k,
-        "skills_k": 2 if has_skills else spec.skills_k,
-        "insights": tuple(r.content for r in insights),
-        "insight_ids": tuple(r.id for r in insights),
-        "memory_snapshot": snapshot,
-    })
+    return proposers.context(spec, experience_summary(rt)) or spec
 
 
-def update(rt: Runtime, *, cycle: int, incumbent) -> dict:
-    spec = build_candidate_spec(rt, incumbent)
-    candidate = create_candidate(rt.store, incumbent, spec, note=f"cycle {cycle}")
-    result = {"candidate_id": candidate.id, "changed": candidate.id != incumbent.id}
+def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
+           skip_ids: frozenset[str] = frozenset()) -> dict:
+    """Propose `candidates_per_cycle` candidates, each one mutation of the incumbent.
+
+    `skip_ids`: candidates already rejected against this incumbent in this run (their dev
+    results would only be read back from the cache and rejected again)."""
     loop = rt.settings.loop
+    spec = spec_of(incumbent)
+    exp = experience_summary(rt, run_id=run_id, cycle=cycle)
+    skip = frozenset(p.digest for p in (rt.store.get_policy(i) for i in skip_ids) if p is not None)
+    chain = proposers.default_proposers(rt.model, spent=rt.usage, names=loop.proposers)
+    proposals = proposers.propose(spec, exp, chain, k=loop.candidates_per_cycle, skip_digests=skip)
+    candidates = []
+    for name, cand_spec in proposals:
+        policy = create_candidate(rt.store, incumbent, cand_spec, note=f"cycle {cycle}: {name}")
+        candidates.append({"candidate_id": policy.id, "proposer": name})
+    first = candidates[0]["candidate_id"] if candidates else incumbent.id
+    result = {"candidate_id": first, "changed": first != incumbent.id, "candidates": candidates}
     if loop.finetune == "off":
         return result
-    path = rt.settings.home / "finetune" / f"{candidate.id}.jsonl"
+    path = rt.settings.home / "finetune" / f"{first}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = rt.store.export_training_data(path)
     result.update(finetune_rows=rows, finetune_file=str(path))
     if loop.finetune == "openai" and rows >= loop.finetune_min_rows:
-        model_id = finetune_openai(rt, path, candidate.id)
-        tuned = spec.model_copy(update={"model_id": model_id})
+        base = spec_of(rt.store.get_policy(first))
+        model_id = finetune_openai(rt, path, first)
+        tuned = base.model_copy(update={"model_id": model_id})
         candidate = create_candidate(rt.store, incumbent, tuned, note=f"cycle {cycle}, fine-tuned")
-        result.update(candidate_id=candidate.id, changed=True, finetuned_model=model_id)
+        entry = {"candidate_id": candidate.id, "proposer": "finetune"}
+        result.update(candidate_id=candidate.id, changed=True, finetuned_model=model_id,
+                      candidates=[entry, *candidates[1:]])
     return result
 
 
