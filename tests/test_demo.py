@@ -66,3 +66,26 @@ def test_a_lucky_gain_and_a_promotion_are_explained():
     win = {**EV, "candidate_acc": 0.9, "delta": 0.6, "p_value": 0.01}
     assert "Promoted" in " ".join(explain_cycle({"cycle": 3, "evaluate": win, "decision": "promote"}))
     assert "nothing to test" in " ".join(explain_cycle({"cycle": 4, "update": {"candidate_id": "p1"}}))
+
+
+def test_the_gates_own_reason_and_holm_are_named():
+    ev = {**EV, "candidate_acc": 0.4, "delta": 0.1, "p_value": 0.03, "reason": "adjusted p 0.0900 not below 0.05",
+          "threshold": {"significance": 0.05, "min_delta": 0.0, "m": 3}}
+    text = " ".join(explain_cycle({"cycle": 1, "evaluate": ev, "decision": "reject"}))
+    assert "3 candidates were tested" in text and "(gate: adjusted p 0.0900 not below 0.05)" in text
+
+
+def test_a_loop_summary_prints_with_its_explanation(tmp_path, capsys):
+    from agent.cli.improve import print_summary
+    from agent.config import Settings
+    from agent.loop.graph import run_improve
+    from tests.loop_fakes import answers_by_question, loop_model
+
+    settings = Settings(home=tmp_path / "home", loop={"suite": "arith", "train_per_cycle": 4, "dev_size": 6})
+    settings.ensure_dirs()
+    summary = run_improve(settings, cycles=1, model=loop_model(answers_by_question("arith")),
+                          store=Store(settings, embedder=HashEmbedder(64)))
+    print_summary(summary)
+    text = capsys.readouterr().out
+    assert "Cycle 1: the agent solved" in text and ("Promoted" in text or "Rejected" in text)
+    assert "stopped: completed 1 cycle(s)" in text

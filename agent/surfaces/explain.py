@@ -46,15 +46,23 @@ def explain_cycle(h: dict[str, Any]) -> list[str]:
                  f"{ev['ci_low']:+.0%} to {ev['ci_high']:+.0%}, p = {ev['p_value']:.3f}).")
     th = ev.get("threshold") or {}
     alpha = th.get("significance", 0.05)
+    m = int(th.get("m") or len(ev.get("candidates") or []) or 1)
+    if m > 1:
+        lines.append(f"{m} candidates were tested this cycle, so each p-value was adjusted for that "
+                     f"(Holm); the line above is the strongest one.")
     decision = h.get("decision") or ev.get("decision")
+    why = f" (gate: {ev['reason']})" if ev.get("reason") else ""
     if decision == "promote":
         lines.append(f"Promoted: the gain is positive and significant (p < {alpha}), so the candidate is "
-                     f"now the incumbent.")
+                     f"now the incumbent{why}.")
+    elif ev.get("stopped_early"):
+        lines.append(f"Rejected early: partway through the dev tasks it could no longer reach significance, "
+                     f"so the rest were not run{why}.")
     elif ev["delta"] <= th.get("min_delta", 0.0):
-        lines.append("Rejected: the candidate did not score higher, so the incumbent stays. That is the gate "
-                     "working: no change is kept without evidence that it helps.")
+        lines.append(f"Rejected: the candidate did not score higher, so the incumbent stays{why}. That is the "
+                     f"gate working: no change is kept without evidence that it helps.")
     else:
         lines.append(f"Rejected: the candidate scored higher, but with this few tasks the gain could be luck "
-                     f"(p = {ev['p_value']:.3f}, needs < {alpha}); the incumbent stays. More dev tasks "
-                     f"(--dev) give the gate more power.")
+                     f"(needs p < {alpha}){why}; the incumbent stays. More dev tasks (--dev) give the gate "
+                     f"more power.")
     return lines
