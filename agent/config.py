@@ -54,7 +54,8 @@ class ModelSettings(BaseModel):
     base_url: str = ""
     api_key: SecretStr = SecretStr("")
     # "native": send tools=...; "json": constrain output to a tool-call JSON schema;
-    # "auto": native for remote endpoints, json for the embedded model.
+    # "auto": native for endpoints that take OpenAI's json_schema form (the probe below), json for
+    # the rest (llama.cpp's servers do not parse tool calls in auto mode) and the embedded model.
     tool_mode: Literal["auto", "native", "json"] = "auto"
     # How an endpoint is asked for schema-shaped JSON: "auto" probes once and caches the result
     # (EVOLVE_HOME/endpoints.json); or force "json_schema" (OpenAI), "json_object" (llama.cpp's

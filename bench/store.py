@@ -3,6 +3,8 @@
     python bench/store.py                 # 10k and 100k, bucketed layout (what Store does)
     python bench/store.py --sizes 10000   # one size
     python bench/store.py --compare       # also one collection with metadata filters
+    python bench/store.py --chroma-url http://127.0.0.1:8000   # the index on a Chroma server
+    python bench/store.py --database-url postgresql+psycopg://...  # rows in PostgreSQL (empty db)
 
 Vectors are precomputed (random unit vectors around 2,000 topic centres, 384 dims like
 MiniLM), so the numbers measure the store, not the embedder; the embedder's cost per query is
@@ -127,13 +129,18 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--chroma-url", default="", help="a Chroma server; each size gets its own database on it")
+    ap.add_argument("--database-url", default="", help="default: SQLite in a temp dir; one size per empty database")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'size':>7} {'bucket':>7} {'db rows/s':>10} {'index/s':>8} {'add/s':>6} "
           f"{'p50 ms':>7} {'p99 ms':>7}" + (f" {'filt p50':>8} {'filt p99':>8}" if args.compare else ""))
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(home=Path(tmp) / "home", cache_dir=Path(tmp) / "cache")
+            chroma = f"{args.chroma_url.rstrip('/')}/bench-{n}-{int(time.time())}" if args.chroma_url else ""
+            settings = Settings(home=Path(tmp) / "home", cache_dir=Path(tmp) / "cache",
+                                memory={"chroma_url": chroma}, **({"database_url": args.database_url}
+                                                                   if args.database_url else {}))
             store = Store(settings, embedder=FixedEmbedder())
             db_rate, idx_rate = bulk_load(store, n, rng)
             bucket = store.index.count("exp-exemplar-train-verified")

@@ -37,9 +37,7 @@ class QueueRecords(StoreBase):
         with self.session() as s:
             items = [QueueItem(task_id=t.id) for t in tasks]
             s.add_all(items)
-            s.flush()
-            for item in items:
-                s.refresh(item)
+            s.flush()  # assigns ids; every other field is set on the Python side
         return items
 
     def queue_counts(self) -> dict[str, int]:
@@ -85,8 +83,6 @@ class QueueRecords(StoreBase):
             row.claims += 1
             row.updated_at = datetime.now(timezone.utc)
             s.add(row)
-            s.flush()
-            s.refresh(row)
             return row
 
     def renew_lease(self, item_id: int, worker: str, *, lease_s: float = DEFAULT_LEASE_S,
@@ -116,8 +112,6 @@ class QueueRecords(StoreBase):
                 row.lease_until = None
             row.updated_at = datetime.now(timezone.utc)
             s.add(row)
-            s.flush()
-            s.refresh(row)
             return row
 
     def requeue_interrupted(self, worker: str | None = None) -> list[int]:

@@ -65,8 +65,7 @@ class TaskRecords(StoreBase):
                 row = Episode.model_validate(ep.model_dump(exclude={"id"}))
                 row.split = most_restrictive(row.split, task.split if task else None, split_from_task_id(ep.task_id))
                 s.add(row)
-                s.flush()
-                s.refresh(row)
+                s.flush()  # assigns the id; the other fields are set on the Python side
                 return row
         except SAIntegrityError:
             # Another writer (a database without write serialisation) inserted the key first.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from memory.base import StoreBase
 from memory.firewall import most_restrictive, now, split_from_task_id
@@ -33,13 +33,18 @@ class UsageRecords(StoreBase):
                 raise KeyError(f"no episode with id {episode_id}")
             task = s.get(Task, ep.task_id)
             counts = most_restrictive(ep.split, task.split if task else None, split_from_task_id(ep.task_id)) == "train"
+            q = select(Experience).where(col(Experience.id).in_(ids)).order_by(col(Experience.id))
+            if self.engine.dialect.name == "postgresql":
+                # Workers on other connections count the same rows: lock them (in id order, so
+                # two workers never deadlock) rather than lose an increment. SQLite's write
+                # transaction already serialises writers.
+                q = q.with_for_update()
+            rows = {r.id: r for r in s.exec(q).all()} if ids else {}
+            seen = set(s.exec(select(ExperienceUsage.experience_id).where(
+                ExperienceUsage.episode_id == episode_id, col(ExperienceUsage.experience_id).in_(ids))).all()) if ids else set()
             for eid in ids:
-                row = s.get(Experience, eid)
-                if row is None:
-                    continue
-                seen = s.exec(select(ExperienceUsage).where(ExperienceUsage.episode_id == episode_id,
-                                                            ExperienceUsage.experience_id == eid)).first()
-                if seen is not None:
+                row = rows.get(eid)
+                if row is None or eid in seen:
                     continue
                 s.add(ExperienceUsage(episode_id=episode_id, experience_id=eid, success=bool(success)))
                 new += 1

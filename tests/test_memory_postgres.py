@@ -17,6 +17,8 @@ from memory.migrations import LATEST
 from memory.models import Episode, Task
 from memory.store import Store
 
+pytestmark = pytest.mark.integration  # real servers and processes (tests/services.py)
+
 TASKS = [
     Task(id="arith/train/1", suite="arith", split="train", question="add two and three", answer="5"),
     Task(id="arith/dev/1", suite="arith", split="dev", question="add four and four", answer="8"),

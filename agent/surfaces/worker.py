@@ -443,7 +443,9 @@ class Worker:
                 item = claim_next(self.store, self.worker_id, self.lease_s)
                 if item is None:
                     self.maybe_improve()
-                    if self.exit_when_empty:
+                    # Drained means nothing queued and nothing in another worker's hands: an
+                    # item held by a worker that died comes back when its lease runs out.
+                    if self.exit_when_empty and not queue_counts(self.store)["running"]:
                         self.log("queue_empty")
                         break
                     self.beat("idle")
