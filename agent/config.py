@@ -227,10 +227,21 @@ def runtime_threads_env() -> dict[str, str]:
 
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment and config file, with keyword overrides on top."""
+    import tomllib
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{_config_file()} is not valid TOML ({exc}); fix that line or point "
+                          f"EVOLVE_CONFIG at another file") from None
+    except SettingsError as exc:
+        # pydantic-settings parses complex values (lists, tables) from the environment as JSON.
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError(f"{exc}{cause}; list and table settings given in the environment are JSON, "
+                          f'e.g. EVOLVE_BROWSER__ALLOW_HOSTS=\'["localhost"]\'') from None
     except ValidationError as exc:
         problems = []
         for e in exc.errors():

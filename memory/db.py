@@ -41,7 +41,17 @@ def make_engine(settings, *, migrate: bool = True) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate:
-        migrations.upgrade(engine, lock_dir=settings.locks_dir)
+        from sqlalchemy.exc import DatabaseError
+
+        from memory.errors import IntegrityError
+
+        try:
+            migrations.upgrade(engine, lock_dir=settings.locks_dir)
+        except DatabaseError as exc:
+            # A file that is not a database (or is damaged) is corruption, not a bug to trace.
+            raise IntegrityError(f"the database {make_url(url).render_as_string(hide_password=True)} cannot be "
+                                 f"read ({getattr(exc, 'orig', exc)}); restore it from a backup or move it "
+                                 f"away to start empty") from None
     return engine
 
 

@@ -119,7 +119,16 @@ class ExperienceIndex:
             return chromadb.HttpClient(host=host, port=port, ssl=u.scheme == "https", settings=_chroma_settings())
         self._path.mkdir(parents=True, exist_ok=True)
         if (self._path / "chroma.sqlite3").exists():
-            return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())
+            from chromadb.errors import ChromaError
+
+            try:
+                return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())
+            except ChromaError as exc:
+                from memory.errors import IntegrityError
+
+                # The index is derived from the database, so the cure is to rebuild it.
+                raise IntegrityError(f"the Chroma index {self._path} is damaged ({exc}); delete that directory "
+                                     f"and run `evolve memory reindex` to rebuild it from the database") from None
         # The first open creates Chroma's schema. Two processes doing it at once made one fail
         # with "table collections already exists" (seen under load), so creation takes the
         # writer lock; later opens only read and stay lock-free for readers.

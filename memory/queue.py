@@ -96,6 +96,10 @@ class QueueRecords(StoreBase):
             s.add(row)
             return True
 
+    def get_queue_item(self, item_id: int) -> QueueItem | None:
+        with self.session(read_only=True) as s:
+            return s.get(QueueItem, item_id)
+
     def set_queue_item(self, item_id: int, **fields) -> QueueItem:
         """Set an item's status (and error, episode_id); leaving `running` ends its lease."""
         with self.session() as s:

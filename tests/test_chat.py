@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -16,22 +17,28 @@ from tests.fakes import ScriptedModel
 from tools.calculator import calculator
 
 
-def chat_model(*, fail: BaseException | None = None, interrupt_stream: bool = False):
-    """Thinks, calls the calculator on 17*24 when asked for it, answers, streams a reply."""
+def chat_model(*, fail: BaseException | None = None, interrupt: bool = False, leak_json: bool = False):
+    """Thinks, calls the calculator on 17*24 when asked for it, then answers. A follow-up that
+    asks to double "that" doubles the answer the conversation so far shows. It never streams a
+    second reply: a turn is one solve."""
 
     def step(messages, kwargs):
         if fail is not None:
             return fail
-        if kwargs.get("stream"):
-            if interrupt_stream:
-                return KeyboardInterrupt()
-            result = messages[-2]["content"].split("Result: ")[-1]
-            return f"It comes to {result}."
+        if interrupt:
+            return KeyboardInterrupt()
+        assert not kwargs.get("stream"), "a chat turn makes no second (reply) call"
+        question = messages[1]["content"]
         observed = any("calculator" in str(m.get("content")) and m["role"] == "user" and "408" in str(m["content"])
                        for m in messages[2:])
         if kwargs.get("schema") is None:
+            if leak_json:
+                return 'I will multiply. {"action": "calculator", "input": "17*24"}'
             return "I will multiply." if not observed else "The product is 408."
-        if "17*24" in messages[1]["content"] and not observed:
+        if "double that" in question:
+            previous = question.split("Assistant: ")[-1].split("\n")[0]
+            return {"action": "final_answer", "input": str(2 * int(previous))}
+        if "17*24" in question and not observed:
             return {"action": "calculator", "input": "17*24"}
         return {"action": "final_answer", "input": "408" if observed else "4"}
 
@@ -53,15 +60,48 @@ def output(session) -> str:
     return session.buf.getvalue()
 
 
-def test_a_turn_shows_tools_streams_and_stores_a_pending_episode(session):
+def test_a_turn_shows_one_answer_which_is_the_stored_one(session):
     turn = session.ask("What is 17*24?")
     text = output(session)
-    assert "⚙ calculator(17*24)" in text and "→ 408" in text and "It comes to 408." in text
+    assert "⚙ calculator(17*24)" in text and "→ 408" in text
     ep = session.store.get_episode(turn.episode_id)
     assert (ep.verdict, ep.source, ep.final_answer) == ("pending", "chat", "408")
+    # What the person saw is the stored answer: the answer line is exactly it.
+    assert "408" in [line.strip() for line in text.splitlines()]
+    assert turn.answer == ep.final_answer
+    assert not [kw for _, kw in session.model.calls if kw.get("stream")]
     task = session.store.get_task(ep.task_id)
     assert (task.origin, task.split, task.suite) == ("user", "train", "chat")
-    assert ep.trajectory[-1] == {"kind": "reply", "text": "It comes to 408."}
+
+
+def test_a_follow_up_uses_the_previous_answer(session):
+    session.ask("What is 17*24?")
+    turn = session.ask("double that")
+    assert turn.answer == "816"
+    task = session.store.get_task(session.store.get_episode(turn.episode_id).task_id)
+    assert "Assistant: 408" in task.question  # the stored task is self-contained
+
+
+def test_reasoning_lines_never_show_raw_action_json(settings):
+    store = Store(settings, embedder=HashEmbedder())
+    buf = io.StringIO()
+    s = ChatSession(settings, store, chat_model(leak_json=True), [calculator], console=Console(file=buf, width=120))
+    s.ask("What is 17*24?")
+    assert '{"action"' not in buf.getvalue() and "· I will multiply." in buf.getvalue()
+
+
+def test_the_policy_tools_are_offered_python_included(settings):
+    from agent.policy import INCUMBENT, PolicySpec, create_candidate, ensure_initial
+    from tools.registry import default_tools
+
+    store = Store(settings, embedder=HashEmbedder())
+    base = ensure_initial(store)
+    spec = PolicySpec.model_validate(base.spec).model_copy(update={"tools": ("calculator", "python")})
+    store.set_pointer(INCUMBENT, create_candidate(store, base, spec).id)
+    s = ChatSession(settings, store, chat_model(), default_tools(settings), console=Console(file=io.StringIO()))
+    s.ask("What is 2+2?")
+    act = [kw for _, kw in s.model.calls if kw.get("schema")][0]["schema"]
+    assert {"calculator", "python"} <= set(json.dumps(act).replace('"', " ").split())
 
 
 def test_ratings_become_feedback(session):
@@ -72,9 +112,9 @@ def test_ratings_become_feedback(session):
     session.handle("and 2+2?")
     session.handle("/bad it should be 4, not 408")
     second = session.store.get_episode(session.turns[-1].episode_id)
-    assert (second.verdict, second.reward, second.feedback) == ("fail", 0.0, "it should be 4, not 408")
+    assert (second.verdict, second.reward, second.feedback) == ("fail", 0.0, "rated bad by chat: it should be 4, not 408")
     # the second question carried the conversation so far
-    solver_prompt = [m for m, kw in session.model.calls if kw.get("schema") is None and not kw.get("stream")][-1]
+    solver_prompt = [m for m, kw in session.model.calls if kw.get("schema") is None][-1]
     assert "Conversation so far" in solver_prompt[1]["content"]
 
 
@@ -93,7 +133,7 @@ def test_bad_input_gets_one_message_and_stores_nothing(session):
 
 def test_cancel_and_outage_store_nothing_and_keep_the_session(settings):
     store = Store(settings, embedder=HashEmbedder())
-    for model, needle in ((chat_model(interrupt_stream=True), "cancelled"),
+    for model, needle in ((chat_model(interrupt=True), "cancelled"),
                           (chat_model(fail=ModelUnavailable("endpoint down")), "model is unavailable")):
         buf = io.StringIO()
         s = ChatSession(settings, store, model, [calculator], console=Console(file=buf, width=120))

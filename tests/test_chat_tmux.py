@@ -33,35 +33,29 @@ def serve() -> int:
     from tools.calculator import calculator
 
     def step(messages, kwargs):
+        # One solve per turn: a second (streamed) reply call would be a bug.
+        assert not kwargs.get("stream"), "a chat turn makes one solve, no second reply call"
         question = messages[1]["content"] if len(messages) > 1 else ""
-        if kwargs.get("stream"):
-            if "essay" in messages[-3]["content"]:
-                return _slow_words(200)
-            result = messages[-2]["content"].split("Result: ")[-1]
-            lines = messages[-3]["content"].count("\n") + 1
-            return f"It comes to {result} (your message had {lines} lines)."
+        asked = question.split("Now answer this: ")[-1]
         observed = any(m["role"] == "user" and "408" in str(m["content"]) for m in messages[2:])
         if kwargs.get("schema") is None:
+            if "essay" in asked:
+                for _ in range(600):
+                    time.sleep(0.05)  # a slow model, so Ctrl-C lands mid-answer
             return "Multiplying." if not observed else "Got 408."
+        if "double that" in asked:
+            previous = question.split("Assistant: ")[-1].split("\n")[0]
+            return {"action": "final_answer", "input": str(2 * int(previous))}
+        if "line" in asked:
+            return {"action": "final_answer", "input": f"{asked.count(chr(10)) + 1} lines"}
         if "17*24" in question and not observed:
             return {"action": "calculator", "input": "17*24"}
         return {"action": "final_answer", "input": "408" if observed else "42"}
 
-    class SlowStream(ScriptedModel):
-        def stream(self, messages, **kw):
-            for piece in super().stream(messages, **kw):
-                if piece.startswith("word"):
-                    time.sleep(0.05)  # a slow model, so Ctrl-C lands mid-answer
-                yield piece
-
     settings = load_settings()
     store = Store(settings, embedder=HashEmbedder())
-    session = ChatSession(settings, store, SlowStream(step), [calculator], console=Console())
+    session = ChatSession(settings, store, ScriptedModel(step), [calculator], console=Console())
     return repl(session)
-
-
-def _slow_words(n: int) -> str:
-    return " ".join(f"word{i}" for i in range(n))
 
 
 # ---------------------------------------------------------------- tests
@@ -118,6 +112,10 @@ def term(settings):
     t.stop()
 
 
+def _answer_lines(screen: str) -> list[str]:
+    return [line.strip() for line in screen.splitlines()]
+
+
 def test_chat_in_a_real_terminal(term, settings):
     term.start()
     term.wait_for("/help for commands")
@@ -125,12 +123,20 @@ def test_chat_in_a_real_terminal(term, settings):
 
     term.type("What is 17*24?")
     term.keys("Enter")
-    screen = term.wait_for("It comes to 408")
+    screen = term.wait_for("/good or /bad to rate")
     assert "⚙ calculator(17*24)" in screen and "→ 408" in screen
+    assert "408" in _answer_lines(screen)  # the answer line: exactly the stored answer
+    assert '{"action"' not in screen
 
     term.type("/good")
     term.keys("Enter")
     term.wait_for("rated good")
+
+    # A follow-up is answered with the conversation so far as its context.
+    term.type("double that")
+    term.keys("Enter")
+    screen = term.wait_for("/good or /bad to rate", after=1)
+    assert "816" in _answer_lines(screen)
 
     # Esc then Enter inserts a newline: one message of three lines.
     term.type("first line")
@@ -139,19 +145,21 @@ def test_chat_in_a_real_terminal(term, settings):
     term.keys("Escape", "Enter")
     term.type("third line")
     term.keys("Enter")
-    term.wait_for("had 3 lines")
+    term.wait_for("3 lines")
 
     term.type("/frobnicate")
     term.keys("Enter")
     term.wait_for("unknown command /frobnicate")
 
+    # Something is visible at once while the model works (a spinner with the elapsed time);
     # Ctrl-C mid-answer cancels it and the session goes on.
+    started = time.monotonic()
     term.type("write an essay")
     term.keys("Enter")
-    term.wait_for("word3")
+    term.wait_for("working", timeout=5)
+    seen_after = time.monotonic() - started
     term.keys("C-c")
-    screen = term.wait_for("cancelled")
-    assert "word199" not in screen
+    term.wait_for("cancelled")
     term.type("/bad wrong")
     term.keys("Enter")
     term.wait_for("rated bad")
@@ -165,8 +173,23 @@ def test_chat_in_a_real_terminal(term, settings):
 
     store = Store(settings, embedder=HashEmbedder())
     eps = store.episodes(source="chat")
-    # the cancelled essay stored nothing; /bad rated the three-line message
-    assert [e.verdict for e in eps] == ["pass", "fail"]
+    # the cancelled essay stored nothing; /bad rated the three-line message; shown = stored
+    assert [e.verdict for e in eps] == ["pass", "pending", "fail"]
+    assert [e.final_answer for e in eps] == ["408", "816", "3 lines"]
+    assert seen_after < 5
+
+    # /good reaches the next cycle's exemplars (confirmed by a verified probe), /bad never.
+    from agent.config import Settings
+    from agent.loop.graph import run_improve
+    from tests.loop_fakes import answers_by_question, loop_model, train_questions
+
+    cycle_settings = Settings(home=settings.home, loop={"suite": "arith", "train_per_cycle": 4, "dev_size": 6})
+    model = loop_model(answers_by_question("arith"), train=train_questions() + ["What is 17*24?"])
+    summary = run_improve(cycle_settings, cycles=1, model=model, store=store)
+    assert summary["history"][0]["refine"]["feedback_confirmed"] == 1
+    found = [e for e in store.retrieve("exemplar", "What is 17*25?", k=10) if e.meta.get("from") == "chat"]
+    assert len(found) == 1 and "17*24" in found[0].content and "408" in found[0].content
+    assert not [e for e in store.experiences(kind="exemplar") if "3 lines" in e.content]
 
     # History survives the session: a new one recalls the last line with Up.
     term.stop()

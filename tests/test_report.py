@@ -36,9 +36,11 @@ def populate(store) -> dict:
     for (cycle, pid), acc in accs.items():
         store.add(EvalRun(run_key=f"c{cycle}/{pid}", policy_id=pid, split="dev", cycle=cycle, accuracy=acc, n=50))
     store.add(Promotion(cycle=1, candidate_id=p2.id, incumbent_before=p1.id, incumbent_after=p2.id,
-                        decision="promote", delta=0.2, ci_low=0.06, ci_high=0.34, p_value=0.004, n=50))
+                        decision="promote", delta=0.2, ci_low=0.06, ci_high=0.34, p_value=0.004, n=50,
+                        evidence={"run_id": "r1", "incumbent_acc": 0.40, "candidate_acc": 0.60}))
     store.add(Promotion(cycle=2, candidate_id=p3.id, incumbent_before=p2.id, incumbent_after=p2.id,
-                        decision="reject", delta=-0.04, ci_low=-0.14, ci_high=0.06, p_value=0.6, n=50))
+                        decision="reject", delta=-0.04, ci_low=-0.14, ci_high=0.06, p_value=0.6, n=50,
+                        evidence={"run_id": "r1", "incumbent_acc": 0.62, "candidate_acc": 0.58}))
     store.add(Promotion(cycle=None, candidate_id=p1.id, incumbent_before=p2.id, incumbent_after=p1.id,
                         decision="rollback"))
     for n in (1, 2):
@@ -91,7 +93,7 @@ def test_report_has_every_section_and_is_self_contained(store, tmp_path):
     parser.feed(page)
     assert parser.external == []  # nothing is fetched when the page opens
     assert parser.tags.count("svg") == 4  # accuracy, decisions, costs, growth
-    for section in ("accuracy", "decisions", "costs", "growth", "experiences"):
+    for section in ("accuracy", "changes", "ratings", "decisions", "costs", "growth", "experiences"):
         assert f'id="{section}"' in page
     # accuracy table: 30/50 for the promoted candidate, with its Wilson interval
     assert "60.0%" in page and "46.2% – 72.4%" in page
@@ -99,8 +101,8 @@ def test_report_has_every_section_and_is_self_contained(store, tmp_path):
     # experience text is data, never markup
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>bold</b>" not in page
-    # 12 episodes x 120 tokens, in the cost summary
-    assert "1,440 model tokens" in page
+    # the two cycles' recorded tokens, in the cost summary
+    assert "3,000 model tokens" in page
     assert "<b>1 / 2</b><span>promoted / decided</span>" in page
 
 
@@ -120,15 +122,57 @@ def test_empty_store_renders_with_explanations(store, tmp_path):
 
 
 def test_cli_report_writes_the_file(settings, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from agent.cli.surfaces import register
+    from agent.cli.app import app
 
     populate(Store(settings, embedder=HashEmbedder()))
-    app = typer.Typer()
-    register(app)
     out = tmp_path / "cli.html"
     result = CliRunner().invoke(app, ["report", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.exists() and "wrote" in result.output
+
+
+def test_two_runs_are_two_runs_and_a_rejected_candidate_is_a_candidate(store):
+    """Cycles used to be grouped by number across runs: run 2's rejected cycle 1 was drawn as the
+    incumbent of run 1's cycle 1."""
+    from agent.surfaces.report import accuracy_points, policy_changes, render
+
+    p1 = store.save_policy(_make(PolicySpec(), 1, None, "initial"))
+    p2 = store.save_policy(_make(PolicySpec(insights=("Check the units of every answer.",)), 2, p1.id, "c1"))
+    p3 = store.save_policy(_make(PolicySpec(insights=("Check the units of every answer.",), exemplars_k=4), 3,
+                                 p2.id, "c1"))
+    store.set_pointer("incumbent", p2.id)
+    store.add(Promotion(cycle=1, candidate_id=p2.id, incumbent_before=p1.id, incumbent_after=p2.id, decision="promote",
+                        delta=0.3, p_value=0.01, n=20, evidence={"run_id": "rA", "incumbent_acc": 0.3, "candidate_acc": 0.6}))
+    store.add(Promotion(cycle=1, candidate_id=p3.id, incumbent_before=p2.id, incumbent_after=p2.id, decision="reject",
+                        delta=-0.1, p_value=0.5, n=20, evidence={"run_id": "rB", "incumbent_acc": 0.6, "candidate_acc": 0.5}))
+    for run in ("rA", "rB"):
+        store.add(Cycle(run_id=run, number=1, status="done", tokens=10))
+    data = load(store)
+    rows = {(r["label"], r["role"]): r for r in accuracy_points(data)}
+    assert set(rows) == {("run 1·c1", "incumbent"), ("run 1·c1", "candidate"), ("run 2·c1", "incumbent"),
+                         ("run 2·c1", "candidate")}
+    assert rows[("run 2·c1", "candidate")]["policy"] == p3.id and rows[("run 2·c1", "candidate")]["accuracy"] == 0.5
+    assert rows[("run 2·c1", "incumbent")]["policy"] == p2.id
+    changes = {c["candidate"]: c["changes"] for c in policy_changes(data)}
+    assert "+ rule: Check the units of every answer." in changes[p2.id]
+    assert any(c.startswith("exemplars_k:") for c in changes[p3.id])
+    page = render(data)
+    assert "<b>2</b><span>cycles in 2 run(s)</span>" in page
+    assert "held-out accuracy after run 2·c1" in page  # the rejected candidate is not the incumbent's score
+
+
+def test_ratings_from_chat_and_worker_are_shown(store):
+    from agent.surfaces.report import rating_counts, render
+
+    store.upsert_tasks([Task(id="user/train/a", suite="chat", split="train", question="q", answer="")])
+    for i, (source, verdict, feedback) in enumerate([("chat", "pass", "rated good by chat"),
+                                                     ("chat", "fail", "rated bad by chat: wrong"),
+                                                     ("chat", "pending", ""), ("worker", "pass", "answer 4 matches 4")]):
+        store.add_episode(Episode(run_key=f"r{i}", task_id="user/train/a", split="train", policy_id="p",
+                                  model_fingerprint="f", source=source, verdict=verdict, feedback=feedback))
+    counts = rating_counts(load(store))
+    assert counts == {("chat", "rated good"): 1, ("chat", "rated bad"): 1, ("chat", "pending"): 1,
+                      ("worker", "verified pass"): 1}
+    assert 'id="ratings"' in render(load(store))

@@ -169,3 +169,26 @@ def test_bad_overlap_value(settings):
 def test_parse_cron_accepts_common_forms():
     for expr in ("0 3 * * *", "*/15 * * * *", "30 2 * * mon-fri", "0 0 1 * *"):
         assert parse_cron(expr) is not None
+
+
+def test_schedule_prints_the_next_fire_time_and_late_or_skipped_fires(settings):
+    """`improve --schedule` used to print nothing until the first fire."""
+    from agent.cli.improve import schedule_line
+
+    clock = FakeClock(T0)
+
+    def long_job():
+        clock.t += timedelta(minutes=75)
+        return {"stop_reason": "completed 1 cycle(s)"}
+
+    lines: list[str] = []
+    run_scheduled(settings, "0 * * * *", long_job, clock=clock, max_runs=2, misfire_grace_s=600,
+                  log=lambda event, fields: lines.append(schedule_line(event, fields, now=clock.now())))
+    assert lines[0] == "next run at 2025-03-01 03:00 UTC (in 30m 00s)"
+    assert any(line.startswith("skipped the run due at 2025-03-01T04:00:00+00:00: 900s late") for line in lines)
+    assert any(line.startswith("run done in ") and line.endswith(": completed 1 cycle(s)") for line in lines)
+    with improvement_lock(settings, what="another"):
+        busy: list[str] = []
+        run_scheduled(settings, "0 * * * *", lambda: {}, clock=FakeClock(T0), max_runs=1,
+                      log=lambda event, fields: busy.append(schedule_line(event, fields)))
+    assert any("skipped the run due at" in b and "--overlap wait" in b for b in busy), busy

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.config import ConfigError
+from agent.errors import LockBusy
 from agent.errors import ModelUnavailable
 from agent.surfaces.worker import (
     MAX_QUESTION_CHARS,
@@ -99,7 +100,7 @@ def test_pending_and_verified_tasks(settings, store, tmp_path):
     assert queue_counts(store) == {"queued": 0, "running": 0, "done": 3, "error": 0}
     # A rating later turns the pending episode into feedback the loop can learn from.
     rated = rate_episode(store, user_ep.id, False, "should show the working")
-    assert (rated.verdict, rated.reward, rated.feedback) == ("fail", 0.0, "should show the working")
+    assert (rated.verdict, rated.reward, rated.feedback) == ("fail", 0.0, "rated bad by cli: should show the working")
     kinds = [e["event"] for e in events(settings)]
     assert kinds[0] == "worker_start" and kinds[-1] == "worker_stop"
     assert kinds.count("task_done") == 3 and "step_action" in kinds
@@ -253,7 +254,7 @@ def test_second_worker_on_the_same_home_is_refused(settings, store):
     lock = FileLock(str(settings.locks_dir / "worker.lock"), thread_local=False)
     lock.acquire()
     try:
-        with pytest.raises(ConfigError, match="another worker"):
+        with pytest.raises(LockBusy, match="another worker"):
             make_worker(settings, store, answering()).run()
     finally:
         lock.release()
@@ -312,3 +313,49 @@ def test_rate_credits_experiences_only_on_rating(settings, store):
     rate_episode(store, ep.id, True)
     row = store.get_experience(exp.id)
     assert (row.uses, row.successes) == (1, 1)
+
+
+def test_worker_and_chat_run_the_policys_own_model(settings, store, monkeypatch):
+    """A fine-tuned incumbent (model_id) used to run on the base model in chat and the worker."""
+    import agent.model.llm as llm
+    from agent.policy import INCUMBENT, PolicySpec, create_candidate, ensure_initial
+
+    base = ensure_initial(store)
+    tuned_spec = PolicySpec.model_validate(base.spec).model_copy(update={"model_id": "ft:tuned-1"})
+    store.set_pointer(INCUMBENT, create_candidate(store, base, tuned_spec).id)
+    tuned = answering("7")
+    tuned.name, tuned.fingerprint = "ft:tuned-1", "fake:tuned"
+    asked = []
+    monkeypatch.setattr(llm, "make_model", lambda s, *, model_id="": asked.append(model_id) or tuned)
+    submit_question(store, "What is 3+4?", answer="7")
+    make_worker(settings, store, answering("0")).run()
+    ep = store.episodes(source="worker")[0]
+    assert asked == ["ft:tuned-1"] and (ep.model_fingerprint, ep.verdict) == ("fake:tuned", "pass")
+
+    import io
+
+    from rich.console import Console
+
+    from agent.surfaces.chat import ChatSession
+
+    session = ChatSession(settings, store, answering("0"), [], console=Console(file=io.StringIO()))
+    assert session.ask("What is 3+4?").answer == "7"
+
+
+def test_worker_verifies_code_tasks_in_the_sandbox(settings, store):
+    """`evolve run` built its worker without a sandbox, so every code task became an error item."""
+    from agent.surfaces.worker import worker_sandbox
+    from memory.models import Task
+
+    box = worker_sandbox(settings)
+    if box is None:
+        pytest.fail("bubblewrap cannot run here; the worker's code verification needs it")
+    task = Task(id="user/train/add", suite="user", split="train", origin="user", kind="code",
+                question="Write add(a, b) returning the sum.", entry_point="add", tests="assert add(2, 3) == 5")
+    from agent.surfaces.worker import enqueue
+
+    enqueue(store, [task])
+    code = "def add(a, b):\n    return a + b\n"
+    make_worker(settings, store, answering(code), sandbox=box).run()
+    ep = store.episodes(source="worker")[0]
+    assert ep.verdict == "pass", ep.feedback

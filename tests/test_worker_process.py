@@ -131,8 +131,8 @@ def test_sigkill_then_restart_resumes_without_duplicates(settings):
 def test_cli_run_and_status_through_the_console_script(settings):
     """`evolve submit` then `evolve status --json` as a new user would type them."""
     script = (
-        "import sys, typer; from agent.cli.surfaces import register; app = typer.Typer(); "
-        "register(app); app(sys.argv[1:])"
+        "import sys; from agent.cli.app import run; "
+        "sys.exit(run(sys.argv[1:]))"
     )
     env = _env(settings.home)
     r = subprocess.run([sys.executable, "-c", script, "submit", "What is 6*7?"], env=env, capture_output=True,

@@ -292,3 +292,20 @@ def run_improve(settings: Settings, *, suite: str | None = None, cycles: int | N
             "incumbent": final.get("incumbent_id"), "history": final.get("history", []),
             "tokens": final.get("tokens", 0), "model_seconds": final.get("model_seconds", 0.0),
             "elapsed_s": final.get("elapsed_s", 0.0), "phase_seconds": final.get("phase_seconds", {})}
+
+
+def interrupted_run(settings: Settings) -> str | None:
+    """The id of the last `evolve improve` run when it was stopped before its end (killed, or
+    the machine went down), else None: the worker and the scheduler resume only such a run."""
+    last_file = _last_run_file(settings)
+    if not last_file.is_file() or not settings.checkpoint_path.is_file():
+        return None
+    run_id = json.loads(last_file.read_text())["run_id"]
+    conn = sqlite3.connect(str(settings.checkpoint_path), check_same_thread=False)
+    try:
+        saved = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": run_id}})
+    finally:
+        conn.close()
+    if saved is None:
+        return None  # killed before its first checkpoint: nothing to resume from
+    return None if saved.checkpoint.get("channel_values", {}).get("stop_reason") else run_id

@@ -120,4 +120,8 @@ def refine(rt: Runtime, *, run_id: str, cycle: int, policy_id: str) -> dict:
                                                 meta={"from": "reference"}, **provenance)
                 counts["corrected"] += added is not None
         rt.progress("refine", i + 1, len(episodes))
+    # Verified work from chat and the worker (ratings, user answers): see agent/loop/feedback.py.
+    from agent.loop.feedback import learn_from_surfaces
+
+    counts.update(learn_from_surfaces(rt, run_id=run_id, cycle=cycle, acquired=episodes))
     return counts

@@ -1,14 +1,18 @@
 """`evolve chat`: a terminal session with the incumbent policy that learns from ratings.
 
-A turn has two parts. The solver works on the message with the policy's tools; its reasoning
-and tool calls appear compactly as they happen. Then the reply to the person is streamed token
-by token. Each turn is stored as a user task (split "train") with a pending episode; `/good`
-and `/bad why` turn it into a verdict with feedback, which is what the improvement loop learns
-from. Ctrl-C cancels the turn in progress (nothing is stored) and keeps the session open.
+A turn is ONE solve: the solver works on the message (with the conversation so far as context)
+using the policy's own model and tools; its reasoning and tool calls appear compactly as they
+happen, with a spinner and elapsed time while the model works, and its final answer is what
+the person sees, what is stored and what `/good` or `/bad` rates. Each turn is stored as a user
+task (split "train") with a pending episode; a rating turns it into a verdict that the next
+improvement cycle's refine phase learns from. Ctrl-C cancels the turn in progress (nothing is
+stored) and keeps the session open.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,15 +25,10 @@ from agent.config import Settings
 from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
 from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
-from memory.models import Episode
-from memory.trajectory import Reply
 from tools.text import terminal_safe
 
 HISTORY_TURNS = 3
-REPLY_INSTRUCTION = (
-    "Reply to the person directly and briefly, in plain sentences. Use the result of the work "
-    "above; do not repeat the working unless it helps."
-)
+NO_ANSWER = "(no answer found)"
 
 HELP = """\
 Type a message and press Enter. Esc then Enter (or Alt+Enter) starts a new line; pasted text
@@ -48,8 +47,7 @@ keeps its lines. Ctrl-C cancels an answer in progress; Ctrl-D or /quit leaves.
 @dataclass
 class Turn:
     question: str
-    answer: str
-    reply: str
+    answer: str  # exactly what was shown, stored and rated
     episode_id: int | None
     rated: str = ""
 
@@ -101,23 +99,27 @@ class ChatSession:
 
     def _show_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "thought":
-            text = " ".join(str(data.get("text", "")).split())
-            self.say(f"[dim]· {escape(text[:160])}{'…' if len(text) > 160 else ''}[/]")
+            text = reasoning_line(str(data.get("text", "")))
+            if text:
+                self.say(f"[dim]· {escape(text)}[/]")
         elif kind == "action" and data.get("action") != "final_answer":
-            self.say(f"[cyan]⚙ {escape(str(data['action']))}[/]([bold]{escape(str(data.get('input', ''))[:120])}[/])")
+            arg = " ".join(str(data.get("input", "")).split())
+            self.say(f"[cyan]⚙ {escape(str(data['action']))}[/]([bold]{escape(_clip(arg, 120))}[/])")
         elif kind == "observation":
             content = " ".join(str(data.get("content", "")).split())
             style = "green" if data.get("ok") else "red"
-            self.say(f"  [{style}]→ {escape(content[:160])}[/]")
+            self.say(f"  [{style}]→ {escape(_clip(content, 160))}[/]")
         elif kind == "parse_error":
             self.say("[dim]· (reformatting)[/]")
 
     def _question_with_history(self, text: str) -> str:
+        """The message with the last turns as context, so a follow-up ("and times 3?") is a
+        self-contained question: the solver sees it and the stored task keeps it."""
         if not self.turns:
             return text
         lines = ["Conversation so far:"]
         for t in self.turns[-HISTORY_TURNS:]:
-            lines += [f"User: {t.question}", f"Assistant: {t.reply or t.answer}"]
+            lines += [f"User: {t.question}", f"Assistant: {t.answer}"]
         return "\n".join(lines) + f"\n\nNow answer this: {text}"
 
     def ask(self, text: str) -> Turn | None:
@@ -129,20 +131,17 @@ class ChatSession:
         from agent.attempt import run_attempt
 
         policy = incumbent(self.store)
-        spec = PolicySpec.model_validate(policy.spec)
-        task = user_task(text, suite="chat")
-        replies: list[str] = []
-
-        def reply(result) -> list[Reply]:
-            replies.append(self._stream_reply(spec, text, result))
-            return [Reply(text=replies[-1])]
-
+        # The stored task is the question as the solver saw it, conversation included, so a
+        # follow-up ("and times 3?") stays a self-contained task when it is learned from.
+        task = user_task(self._question_with_history(text), suite="chat")
+        started = time.perf_counter()
         try:
             self.store.upsert_tasks([task])
-            episode = run_attempt(
-                store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
-                run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", source="chat",
-                question=self._question_with_history(text), on_event=self._show_event, finish=reply)
+            with self._working():
+                episode = run_attempt(
+                    store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                    run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", source="chat",
+                    on_event=self._show_event)
         except KeyboardInterrupt:
             self.console.print()
             self.say("[yellow]cancelled[/] (nothing stored)")
@@ -156,32 +155,23 @@ class ChatSession:
         if episode.verdict == "error":
             self.say(f"[red]this turn failed:[/] {escape(episode.error)}")
             return None
-        turn = Turn(question=text, answer=episode.final_answer, reply=replies[-1] if replies else "",
-                    episode_id=episode.id)
+        # The one answer: shown as is, stored as is, rated as is.
+        self.console.print(terminal_safe(episode.final_answer or NO_ANSWER), markup=False, highlight=False)
+        self.say(f"[dim]{time.perf_counter() - started:.1f}s · e{episode.id} · /good or /bad to rate[/]")
+        turn = Turn(question=text, answer=episode.final_answer, episode_id=episode.id)
         self.turns.append(turn)
         return turn
 
-    def _stream_reply(self, spec: PolicySpec, text: str, result) -> str:
-        work = result.trajectory.work_summary()
-        answer = result.final_answer or "(no answer found)"
-        messages: list[dict[str, str]] = [{"role": "system", "content": spec.system_prompt}]
-        for t in self.turns[-HISTORY_TURNS:]:
-            messages += [{"role": "user", "content": t.question}, {"role": "assistant", "content": t.reply or t.answer}]
-        messages += [
-            {"role": "user", "content": text},
-            {"role": "assistant", "content": "Work: " + ("; ".join(work) or "reasoned it through")
-             + f". Result: {answer}"},
-            {"role": "user", "content": REPLY_INSTRUCTION},
-        ]
-        out = self.console.file
-        pieces = []
-        for piece in self.model.stream(messages, max_tokens=self.settings.model.max_tokens):
-            pieces.append(piece)
-            out.write(terminal_safe(piece))
-            out.flush()
-        out.write("\n")
-        out.flush()
-        return "".join(pieces).strip()
+    def _working(self):
+        """A spinner with the elapsed time until the answer (a terminal only; logs get nothing)."""
+        if not self.console.is_terminal:
+            return contextlib.nullcontext()
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(SpinnerColumn(), TextColumn("[dim]working[/]"), TimeElapsedColumn(),
+                            console=self.console, transient=True)
+        progress.add_task("working", total=None)
+        return progress
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -190,10 +180,11 @@ class ChatSession:
             self.say("[yellow]nothing to rate yet[/]: ask something first")
             return
         turn = self.turns[-1]
-        rate_episode(self.store, turn.episode_id, good, why)
+        rate_episode(self.store, turn.episode_id, good, why, rater="chat")
         turn.rated = "good" if good else "bad"
         self.say(f"[green]noted[/]: rated {turn.rated}" + (f" ({escape(why)})" if why else "")
-                 + "; the next improvement cycle learns from it")
+                 + ("; the next improvement cycle learns from it" if good else
+                    "; it will never be used as an example"))
 
     def cmd_good(self, arg: str) -> None:
         self._rate(True, arg)
@@ -243,6 +234,19 @@ class ChatSession:
 
     def cmd_help(self, arg: str) -> None:
         self.console.print(HELP, markup=False, highlight=False)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def reasoning_line(text: str, n: int = 160) -> str:
+    """One compact line of the model's reasoning, without the JSON action it may have written
+    into it (that is shown as a tool call, or as the answer)."""
+    cut = min((i for i in (text.find("{\""), text.find("```json"), text.find("{'")) if i >= 0), default=-1)
+    if cut >= 0:
+        text = text[:cut]
+    return _clip(" ".join(text.split()), n)
 
 
 def repl(session: ChatSession, *, prompt: Callable[[], str] | None = None) -> int:

@@ -1,55 +1,86 @@
-"""`evolve demo`: the model layer answering a word problem through a tool-call schema."""
+"""`evolve demo`: the agent answering one word problem the way chat and the worker do.
+
+The incumbent policy's solver (think, then act with the calculator) answers; its reasoning
+and tool calls are shown as they happen; when the expected answer is known the demo checks
+the answer with the same verifier the loop uses and says plainly whether it is right. (An
+earlier bespoke tool loop printed 414 for this question, whose answer is 411.)
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
+from rich.markup import escape
 
 from agent.config import Settings
 from agent.model.llm import ChatModel, make_model
 
-SYSTEM = (
-    "You solve arithmetic word problems. First call the calculator with one expression that "
-    "computes the answer. After you see the calculator's result, reply with the final number "
-    'only: {"tool": "reply", "content": "<number>"}.'
-)
+QUESTION = ("A shop sells pencils at 17 cents each. Tom buys 24 pencils and a 3 cent eraser. "
+            "How many cents does he pay?")
+ANSWER = "411"  # 17 * 24 + 3
 
 
-def solve_with_calculator(model: ChatModel, question: str, max_steps: int = 4):
-    """Yield (event, text) pairs while the model works; returns when it replies."""
-    from tools.calculator import calculator
+def solve(settings: Settings, model: ChatModel, question: str, store, tools: list, on_event) -> Any:
+    """The incumbent policy's solver on QUESTION (the same path as chat and the worker)."""
+    from agent.attempt import build_context
+    from agent.policy import PolicySpec, incumbent
+    from agent.solver import Solver
 
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
-    tools = [calculator.openai_schema()]
-    for step in range(max_steps):
-        # The first turn must call the tool: left free, the 0.5B model guessed a number instead.
-        result = model.complete(messages, tools=tools, max_tokens=128,
-                                tool_choice="required" if step == 0 else "auto")
-        if not result.tool_calls:
-            yield "answer", result.text
-            return
-        call = result.tool_calls[0]
-        observation = calculator.invoke(call.arguments)
-        yield "call", f"{call.name}({call.arguments}) -> {observation.content}"
-        messages.append({"role": "assistant", "content": "", "tool_calls": [call.as_message_part()]})
-        messages.append({"role": "tool", "name": call.name, "tool_call_id": call.id,
-                         "content": observation.content})
-        # Small models loop on the tool unless told how to finish (measured on the 0.5B).
-        messages.append({"role": "user", "content": 'If that result answers the question, reply now: '
-                                                    '{"tool": "reply", "content": "<number>"}.'})
-    yield "answer", "(no answer within the step budget)"
+    spec = PolicySpec.model_validate(incumbent(store).spec)
+    solver = Solver(model, [t for t in tools if t.name in spec.tools], max_steps=spec.max_steps,
+                    max_tokens_per_task=settings.loop.max_tokens_per_task)
+    return solver.solve(question, spec, build_context(store, spec, question), on_event=on_event)
 
 
-def run_demo(settings: Settings, question: str, console: Console) -> int:
-    console.print(f"[bold]model[/bold] {settings.model.backend}:{settings.model.model}")
-    with console.status("loading the model (first run assembles and verifies the weights)"):
-        model = make_model(settings)
-    console.print(f"[dim]fingerprint {model.fingerprint}[/dim]")
-    console.print(f"[bold]question[/bold] {question}")
-    for event, text in solve_with_calculator(model, question):
-        style = "cyan" if event == "call" else "green bold"
-        console.print(f"[{style}]{event}[/{style}] ", end="")
-        console.print(text, markup=False, highlight=False)
+def check(question: str, expected: str, answer: str) -> tuple[bool, str]:
+    from agent.tasks.base import verify_qa
+    from memory.models import Task
+
+    verdict = verify_qa(Task(id="demo", suite="demo", split="train", question=question, answer=expected), answer)
+    return verdict.correct, verdict.detail
+
+
+def run_demo(settings: Settings, question: str, console: Console, *, expected: str | None = None,
+             model: ChatModel | None = None, store=None, tools: list | None = None) -> int:
+    """Returns 0 when the answer is right (or no answer is expected), 1 when it is wrong."""
+    from agent.surfaces.chat import reasoning_line
+
+    if expected is None and question == QUESTION:
+        expected = ANSWER
+    if store is None:
+        from memory.store import Store
+
+        store = Store(settings)
+    if tools is None:
+        from tools.calculator import calculator
+
+        tools = [calculator]
+    console.print(f"[bold]model[/bold] {escape(settings.model.backend)}:{escape(settings.model.model)}")
+    if model is None:
+        with console.status("loading the model (first run assembles and verifies the weights)"):
+            model = make_model(settings)
+    console.print(f"[dim]fingerprint {escape(model.fingerprint)}[/dim]")
+    console.print(f"[bold]question[/bold] {escape(question)}")
+
+    def show(kind: str, data: dict) -> None:
+        if kind == "thought" and reasoning_line(str(data.get("text", ""))):
+            console.print(f"[dim]thinking[/dim] {escape(reasoning_line(str(data['text']), 200))}")
+        elif kind == "action" and data.get("action") != "final_answer":
+            console.print(f"[cyan]call[/cyan] {escape(str(data['action']))}({escape(str(data.get('input', '')))})")
+        elif kind == "observation":
+            console.print(f"  [cyan]→[/cyan] {escape(' '.join(str(data.get('content', '')).split())[:200])}")
+
+    with console.status("working"):
+        result = solve(settings, model, question, store, tools, show)
+    answer = result.final_answer or "(no answer)"
+    console.print(f"[green bold]answer[/green bold] {escape(answer)}")
+    code = 0
+    if expected is not None:
+        right, detail = check(question, expected, result.final_answer)
+        console.print(f"[bold]{'right' if right else 'wrong'}[/bold]: {escape(detail)}")
+        code = 0 if right else 1
     u = model.usage
     console.print(f"[dim]{u.calls} model calls, {u.prompt_tokens} prompt + {u.completion_tokens} "
                   f"completion tokens, {u.latency_s:.1f}s in the model[/dim]")
-    return 0
+    return code

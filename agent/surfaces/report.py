@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.loop.stats import wilson_interval
+from agent.surfaces.report_plots import (  # noqa: F401  (re-exported: tests and callers use report.*)
+    COLORS,
+    plot_accuracy,
+    plot_costs,
+    plot_decisions,
+    plot_growth,
+)
 from memory.models import Cycle, EvalRun, Experience, Policy, Promotion
 
-COLORS = {"incumbent": "#4b6a88", "candidate": "#e07a1f", "promote": "#2e8b57", "reject": "#9a9a9a",
-          "rollback": "#c0392b"}
-PHASE_ORDER = ["acquire", "refine", "update", "evaluate"]
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Data:
     experiences: list[Experience]
     policies: dict[str, Policy]
     incumbent: str | None
+    ratings: list[tuple[str, str, str]] = ()  # (source, verdict, feedback) of chat and worker episodes
 
 
 def load(store) -> Data:
@@ -44,145 +49,106 @@ def load(store) -> Data:
         experiences=store.experiences(active=None),
         policies={p.id: p for p in store.policies()},
         incumbent=store.get_pointer("incumbent"),
+        ratings=[(e.source, e.verdict, e.feedback) for source in ("chat", "worker")
+                 for e in store.episodes(source=source)],
     )
 
 
 # ---------------------------------------------------------------- plots
 
 
-def _figure(width: float = 8.0, height: float = 3.4):
-    import matplotlib
+def decision_points(data: Data) -> list[dict[str, Any]]:
+    """One point per decided cycle, in the order they happened, across every run.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 10, "axes.spines.top": False,
-                         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25,
-                         "font.family": "sans-serif"})
-    fig, ax = plt.subplots(figsize=(width, height))
-    return fig, ax
-
-
-def _svg(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inline
-
-
-def _role(run: EvalRun, promotions_by_cycle: dict[int, Promotion]) -> str:
-    p = promotions_by_cycle.get(run.cycle) if run.cycle is not None else None
-    if p is not None and run.policy_id == p.candidate_id and p.candidate_id != p.incumbent_before:
-        return "candidate"
-    return "incumbent"
-
-
-def accuracy_points(data: Data) -> list[dict[str, Any]]:
-    by_cycle = {p.cycle: p for p in data.promotions if p.cycle is not None and p.decision != "rollback"}
+    Roles come from the decision row itself (its candidate and its incumbent), never from
+    matching cycle numbers: cycle 1 of two runs are two different cycles."""
     points = []
-    for run in data.evals:
-        if run.accuracy is None or run.n <= 0 or run.cycle is None:
+    runs: dict[str, int] = {}
+    for p in data.promotions:
+        if p.decision not in ("promote", "reject"):
             continue
-        lo, hi = wilson_interval(run.accuracy * run.n, run.n)
-        points.append({"cycle": run.cycle, "policy": run.policy_id, "split": run.split, "n": run.n,
-                       "accuracy": run.accuracy, "lo": lo, "hi": hi, "role": _role(run, by_cycle)})
+        ev = p.evidence or {}
+        run = str(ev.get("run_id") or "(no run id)")
+        runs.setdefault(run, len(runs) + 1)
+        n = p.n or int(ev.get("n") or 0)
+        point = {"x": len(points), "run": run, "run_no": runs[run], "cycle": p.cycle, "decision": p.decision,
+                 "incumbent": p.incumbent_before, "candidate": p.candidate_id, "n": n}
+        for role in ("incumbent", "candidate"):
+            acc = ev.get(f"{role}_acc")
+            if acc is not None and n > 0:
+                lo, hi = wilson_interval(acc * n, n)
+                point[role + "_acc"] = (float(acc), lo, hi)
+        point["label"] = f"run {runs[run]}·c{p.cycle if p.cycle is not None else '?'}"
+        points.append(point)
     return points
 
 
-def plot_accuracy(points: list[dict[str, Any]], promotions: list[Promotion]) -> str:
-    fig, ax = _figure()
-    for role, offset in (("incumbent", -0.08), ("candidate", 0.08)):
-        pts = [p for p in points if p["role"] == role]
-        if not pts:
+def accuracy_points(data: Data) -> list[dict[str, Any]]:
+    """Rows of the accuracy table: each decided cycle's incumbent and candidate."""
+    rows = []
+    for d in decision_points(data):
+        for role in ("incumbent", "candidate"):
+            if role + "_acc" in d:
+                acc, lo, hi = d[role + "_acc"]
+                rows.append({"cycle": d["cycle"], "run": d["run"], "label": d["label"], "policy": d[role],
+                             "split": "dev", "n": d["n"], "accuracy": acc, "lo": lo, "hi": hi, "role": role,
+                             "decision": d["decision"]})
+    return rows
+
+
+def policy_changes(data: Data) -> list[dict[str, Any]]:
+    """What each decided candidate changed relative to the incumbent it was tested against."""
+    rows = []
+    for d in decision_points(data):
+        cand, base = data.policies.get(d["candidate"]), data.policies.get(d["incumbent"])
+        if cand is None or base is None:
             continue
-        xs = [p["cycle"] + offset for p in pts]
-        ys = [p["accuracy"] for p in pts]
-        err = [[p["accuracy"] - p["lo"] for p in pts], [p["hi"] - p["accuracy"] for p in pts]]
-        ax.errorbar(xs, ys, yerr=err, fmt="o" if role == "incumbent" else "s", color=COLORS[role], capsize=4,
-                    label=f"{role} (95% Wilson CI)", ls="-" if role == "incumbent" else "none", lw=1.6,
-                    elinewidth=1.2)
-    for p in promotions:
-        if p.decision == "promote" and p.cycle is not None:
-            ax.axvline(p.cycle, color=COLORS["promote"], lw=1, ls="--", alpha=0.7)
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0, 1.02)
-    cycles = sorted({p["cycle"] for p in points})
-    ax.set_xticks(cycles)
-    from matplotlib.lines import Line2D
-
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color=COLORS["promote"], ls="--", label="candidate promoted"))
-    # Above the axes, so it never hides a point.
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, frameon=False)
-    return _svg(fig)
+        rows.append({**d, "changes": spec_diff(base.spec, cand.spec)})
+    return rows
 
 
-def plot_decisions(promotions: list[Promotion]) -> str:
-    fig, ax = _figure(8.0, 3.0)
-    decided = [p for p in promotions if p.decision in ("promote", "reject") and p.cycle is not None]
-    for p in decided:
-        ax.errorbar([p.cycle], [p.delta], yerr=[[p.delta - p.ci_low], [p.ci_high - p.delta]], fmt="o",
-                    color=COLORS[p.decision], capsize=4)
-    for p in promotions:
-        if p.decision == "rollback":
-            x = p.cycle if p.cycle is not None else (max((d.cycle for d in decided), default=0) + 0.5)
-            ax.axvline(x, color=COLORS["rollback"], lw=1.5)
-            ax.annotate(f"rollback to {p.incumbent_after}", (x, 0), rotation=90, fontsize=8,
-                        color=COLORS["rollback"], xytext=(3, 3), textcoords="offset points")
-    ax.axhline(0, color="#333", lw=0.8)
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("candidate − incumbent")
-    if decided:
-        ax.set_xticks(sorted({p.cycle for p in decided}))
-    from matplotlib.lines import Line2D
-
-    ax.legend(handles=[Line2D([], [], marker="o", ls="", color=COLORS[k], label=k) for k in ("promote", "reject")]
-              + [Line2D([], [], color=COLORS["rollback"], label="rollback")], frameon=False, loc="lower left",
-              bbox_to_anchor=(0, 1.0), ncols=3)
-    return _svg(fig)
+def spec_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    changes = []
+    old_ins, new_ins = list(before.get("insights") or []), list(after.get("insights") or [])
+    changes += [f"+ rule: {r}" for r in new_ins if r not in old_ins]
+    changes += [f"− rule: {r}" for r in old_ins if r not in new_ins]
+    for key in sorted(set(before) | set(after)):
+        if key in ("insights", "memory_snapshot"):
+            continue
+        if before.get(key) != after.get(key):
+            changes.append(f"{key}: {_clip(str(before.get(key)), 60)} → {_clip(str(after.get(key)), 60)}")
+    if before.get("memory_snapshot") != after.get("memory_snapshot"):
+        changes.append("sees the experience stored since its parent (memory snapshot moved)")
+    return changes or ["(no change)"]
 
 
-def phase_table(data: Data) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]]]:
-    """Seconds per phase (from Cycle rows) and tokens per episode source, per cycle number."""
-    numbers = sorted({c.number for c in data.cycles} | {e[0] for e in data.episodes if e[0] is not None})
-    seconds: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(numbers))
-    tokens: dict[str, list[int]] = defaultdict(lambda: [0] * len(numbers))
-    pos = {n: i for i, n in enumerate(numbers)}
-    for c in data.cycles:
+def rating_counts(data: Data) -> dict[tuple[str, str], int]:
+    """(source, state) -> count; state is rated good/bad, verified pass/fail, pending or error."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for source, verdict, feedback in data.ratings:
+        if (feedback or "").startswith("rated "):
+            state = "rated good" if verdict == "pass" else "rated bad"
+        elif verdict in ("pass", "fail"):
+            state = f"verified {verdict}"
+        else:
+            state = verdict
+        counts[(source, state)] += 1
+    return dict(counts)
+
+
+def phase_table(data: Data) -> tuple[list[str], dict[str, list[float]], dict[str, list[int]]]:
+    """Seconds per phase and model tokens per cycle, one column per (run, cycle) Cycle row."""
+    runs: dict[str, int] = {}
+    labels = []
+    seconds: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(data.cycles))
+    tokens: dict[str, list[int]] = defaultdict(lambda: [0] * len(data.cycles))
+    for i, c in enumerate(data.cycles):
+        runs.setdefault(c.run_id, len(runs) + 1)
+        labels.append(f"run {runs[c.run_id]}·c{c.number}")
         for phase, secs in (c.phase_seconds or {}).items():
-            seconds[phase][pos[c.number]] += float(secs)
-    for cycle, source, pt, ct, *_ in data.episodes:
-        if cycle is not None:
-            tokens[source][pos[cycle]] += int(pt) + int(ct)
-    return numbers, dict(seconds), dict(tokens)
-
-
-def _ordered(keys) -> list[str]:
-    return sorted(keys, key=lambda k: (PHASE_ORDER.index(k) if k in PHASE_ORDER else 99, k))
-
-
-def plot_costs(numbers: list[int], seconds: dict[str, list[float]], tokens: dict[str, list[int]]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.2))
-    palette = ["#4b6a88", "#e07a1f", "#6a9f58", "#b55d8f", "#999999", "#c9a227"]
-    for ax, table, label in ((a1, seconds, "seconds per phase"), (a2, tokens, "model tokens per phase")):
-        bottom = [0.0] * len(numbers)
-        for i, key in enumerate(_ordered(table)):
-            vals = table[key]
-            ax.bar([str(n) for n in numbers], vals, bottom=bottom, label=key, color=palette[i % len(palette)])
-            bottom = [b + v for b, v in zip(bottom, vals)]
-        ax.set_xlabel("cycle")
-        ax.set_ylabel(label)
-        if table:
-            ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4)
-        ax.margins(x=0.15)
-    return _svg(fig)
+            seconds[phase][i] += float(secs)
+        tokens["all phases"][i] += int(c.tokens)
+    return labels, dict(seconds), dict(tokens)
 
 
 def growth_series(data: Data) -> dict[str, tuple[list[datetime], list[int]]]:
@@ -200,22 +166,6 @@ def growth_series(data: Data) -> dict[str, tuple[list[datetime], list[int]]]:
 
 def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def plot_growth(series: dict[str, tuple[list[datetime], list[int]]]) -> str:
-    import matplotlib.dates as mdates
-
-    fig, ax = _figure(8.0, 3.0)
-    palette = {"episodes": "#4b6a88", "exemplars": "#e07a1f", "insights": "#6a9f58", "skills": "#b55d8f"}
-    for name, (times, counts) in sorted(series.items()):
-        ax.step(times, counts, where="post", label=name, color=palette.get(name, "#777"))
-    ax.set_ylabel("rows")
-    ax.set_ylim(bottom=0)
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4)
-    return _svg(fig)
 
 
 def ranked_experiences(data: Data, k: int = 5, min_uses: int = 2) -> tuple[list[Experience], list[Experience]]:
@@ -265,12 +215,18 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
     points = accuracy_points(data)
     inc = data.policies.get(data.incumbent or "")
     decisions = [p for p in data.promotions if p.decision in ("promote", "reject")]
-    latest = max((p for p in points if p["role"] == "incumbent"), key=lambda p: p["cycle"], default=None)
+    # The newest decided cycle's accepted policy: the candidate when promoted, else the incumbent.
+    last = decision_points(data)[-1] if decisions else None
+    latest = None
+    if last is not None:
+        role = "candidate" if last["decision"] == "promote" else "incumbent"
+        if role + "_acc" in last:
+            latest = {"accuracy": last[role + "_acc"][0], "cycle": last["label"]}
     cards = [
         (inc.id if inc else "none", "incumbent policy" + (f" (v{inc.version})" if inc else "")),
         (f"{latest['accuracy']:.1%}" if latest else "n/a",
-         f"held-out accuracy, cycle {latest['cycle']}" if latest else "held-out accuracy"),
-        (str(len({c.number for c in data.cycles})), "cycles"),
+         f"held-out accuracy after {latest['cycle']}" if latest else "held-out accuracy"),
+        (str(len(data.cycles)), f"cycles in {len({c.run_id for c in data.cycles})} run(s)"),
         (f"{sum(p.decision == 'promote' for p in decisions)} / {len(decisions)}", "promoted / decided"),
         (f"{len(data.episodes):,}", "episodes"),
         (f"{sum(e.active for e in data.experiences):,}", "active experiences"),
@@ -284,17 +240,47 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
                                              f'<span>{_e(k)}</span></div>'
                                              for v, k in cards) + "</div>"]
 
-    parts.append('<section id="accuracy"><h2>Held-out accuracy per cycle</h2>')
+    parts.append('<section id="accuracy"><h2>Learning curve: held-out accuracy per decided cycle, across runs</h2>')
     if points:
-        parts.append(plot_accuracy(points, data.promotions))
+        parts.append(plot_accuracy(decision_points(data)))
         rows = "".join(
-            f"<tr><td class=num>{p['cycle']}</td><td>{_e(p['role'])}</td><td>{_e(p['policy'])}</td>"
+            f"<tr><td>{_e(p['label'])}</td><td>{_e(p['role'])}</td><td>{_e(p['policy'])}</td>"
             f"<td>{_e(p['split'])}</td><td class=num>{p['n']}</td><td class=num>{p['accuracy']:.1%}</td>"
-            f"<td class=num>{p['lo']:.1%} – {p['hi']:.1%}</td></tr>" for p in points)
-        parts.append("<table><tr><th>cycle</th><th>role</th><th>policy</th><th>split</th><th>n</th>"
-                     f"<th>accuracy</th><th>95% CI</th></tr>{rows}</table>")
+            f"<td class=num>{p['lo']:.1%} – {p['hi']:.1%}</td><td>{_e(p['decision'])}</td></tr>" for p in points)
+        parts.append("<table><tr><th>run · cycle</th><th>role</th><th>policy</th><th>split</th><th>n</th>"
+                     f"<th>accuracy</th><th>95% CI</th><th>decision</th></tr>{rows}</table>")
+        runs = sorted({p["run"] for p in points}, key=lambda r: [p["run"] for p in points].index(r))
+        parts.append("<p class=sub>" + "; ".join(f"run {i + 1} = {_e(r)}" for i, r in enumerate(runs)) + "</p>")
     else:
         parts.append(_empty("No evaluation runs yet: `evolve improve` evaluates every candidate."))
+    parts.append("</section>")
+
+    changes = policy_changes(data)
+    parts.append('<section id="changes"><h2>What each candidate changed</h2>')
+    if changes:
+        body = "".join(
+            f"<tr><td>{_e(c['label'])}</td><td>{_e(c['candidate'])}</td><td>{_e(c['incumbent'])}</td>"
+            f"<td class=snip>{'<br>'.join(_e(_clip(x, 200)) for x in c['changes'])}</td>"
+            f"<td><span class='tag {_e(c['decision'])}'>{_e(c['decision'])}</span></td></tr>" for c in changes)
+        parts.append("<table><tr><th>run · cycle</th><th>candidate</th><th>tested against</th><th>changes</th>"
+                     f"<th>decision</th></tr>{body}</table>")
+    else:
+        parts.append(_empty("No candidate has been tested yet."))
+    parts.append("</section>")
+
+    ratings = rating_counts(data)
+    parts.append('<section id="ratings"><h2>Ratings from chat and the worker</h2>')
+    if ratings:
+        states = ["rated good", "rated bad", "verified pass", "verified fail", "pending", "error"]
+        body = "".join(f"<tr><td>{_e(src)}</td>" + "".join(f"<td class=num>{ratings.get((src, st), 0)}</td>"
+                                                          for st in states) + "</tr>"
+                       for src in ("chat", "worker") if any(k[0] == src for k in ratings))
+        parts.append("<p class=sub>Rated and verified answers are what the next cycle learns from; a rating "
+                     "alone stays quarantined until a verified practice task confirms it.</p>")
+        parts.append("<table><tr><th>source</th>" + "".join(f"<th>{_e(st)}</th>" for st in states)
+                     + f"</tr>{body}</table>")
+    else:
+        parts.append(_empty("No chat turns or worker tasks yet."))
     parts.append("</section>")
 
     parts.append('<section id="decisions"><h2>Promotions and rollbacks</h2>')
@@ -322,8 +308,8 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
         parts.append(plot_costs(numbers, seconds, tokens))
         total_s = sum(sum(v) for v in seconds.values())
         total_t = sum(sum(v) for v in tokens.values())
-        parts.append(f"<p>{total_s:,.0f} s and {total_t:,} model tokens over {len(numbers)} cycle(s). "
-                     "Tokens are counted from the episodes each phase stored.</p>")
+        parts.append(f"<p>{total_s:,.0f} s and {total_t:,} model tokens over {len(numbers)} cycle(s), "
+                     "as each cycle recorded them.</p>")
     else:
         parts.append(_empty("No cycles recorded yet."))
     parts.append("</section>")

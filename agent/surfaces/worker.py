@@ -29,7 +29,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from agent.config import ConfigError, Settings
-from agent.errors import EvolveError, InputError, ModelUnavailable, TaskTimeout
+from agent.errors import EvolveError, InputError, LockBusy, ModelUnavailable, TaskTimeout
 from agent.policy import PolicySpec, incumbent
 from agent.tasks.base import Verdict, verify_code, verify_qa
 from memory.models import Episode, QueueItem, Task
@@ -109,12 +109,23 @@ def worker_id(settings: Settings) -> str:
 # ---------------------------------------------------------------- feedback
 
 
-def rate_episode(store, episode_id: int, good: bool, why: str = "") -> Episode:
-    """A person's verdict on an episode: pass/fail, reward 1/0, the reason as feedback.
+RATERS = ("chat", "cli")
 
-    The experiences the episode showed are credited (or not) only now, since a pending episode
-    said nothing about them."""
-    return store.rate_episode(episode_id, good, why)
+
+def rate_episode(store, episode_id: int, good: bool, why: str = "", *, rater: str = "cli") -> Episode:
+    """A person's verdict on an episode: pass/fail, reward 1/0, and who rated it and why as the
+    feedback ("rated good by chat: ..."), which the next cycle's refine reads as provenance
+    (agent/loop/feedback.py). Only train work can be rated: held-out episodes never become
+    experience."""
+    if rater not in RATERS:
+        raise ValueError(f"unknown rater {rater!r}; expected one of {RATERS}")
+    ep = store.get_episode(episode_id)
+    if ep is None:
+        raise InputError(f"no episode {episode_id}; `evolve status` lists the recent ones")
+    if ep.split != "train":
+        raise InputError(f"episode {episode_id} is a {ep.split} episode; only train work can be rated")
+    note = f"rated {'good' if good else 'bad'} by {rater}" + (f": {why.strip()}" if why.strip() else "")
+    return store.rate_episode(episode_id, good, note)
 
 
 # ---------------------------------------------------------------- logging and heartbeat
@@ -187,6 +198,17 @@ def heartbeat_state(beat: dict[str, Any] | None, *, now: float | None = None, st
 
 
 # ---------------------------------------------------------------- the worker
+
+
+def worker_sandbox(settings: Settings):
+    """The sandbox code tasks are verified in, or None where bubblewrap cannot run (a code task
+    then ends as an error item that says how to install it; question tasks are unaffected)."""
+    from tools.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        return Sandbox(settings.sandbox)
+    except SandboxUnavailable:
+        return None
 
 
 class Worker:
@@ -405,13 +427,7 @@ class Worker:
     def run(self) -> int:
         """Process the queue until stopped. Returns the exit code (0 on a requested stop)."""
         self.settings.ensure_dirs()
-        lock = FileLock(str(self.settings.locks_dir / "worker.lock"), thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            beat = read_heartbeat(self.settings) or {}
-            raise ConfigError(f"another worker is already running on {self.settings.home} "
-                              f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
+        lock = _take_worker_lock(self.settings)
         restore = self._install_signals()
         try:
             resumed = requeue_interrupted(self.store, self.worker_id)
@@ -475,6 +491,23 @@ class Worker:
         return restore
 
 
+def _take_worker_lock(settings: Settings) -> FileLock:
+    lock = FileLock(str(settings.locks_dir / "worker.lock"), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        beat = read_heartbeat(settings) or {}
+        raise LockBusy(f"another worker is already running on {settings.home} "
+                       f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
+    return lock
+
+
+def check_no_worker(settings: Settings) -> None:
+    """Fail fast (LockBusy) when a worker already runs here, before a model is loaded for nothing."""
+    settings.ensure_dirs()
+    _take_worker_lock(settings).release()
+
+
 class _Verifier:
     """Verification for queued tasks of any suite: code tasks by their tests, the rest by
     their reference answer (built-in suites verify the same way, see agent/tasks/base.py)."""
@@ -496,6 +529,7 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
     queue_errors = store.queue_items(status="error", newest_first=True, limit=limit)
     episode_errors = store.recent_error_episodes(limit)
     pending = store.count_episodes(verdict="pending")
+    answered = [q for q in store.queue_items(newest_first=True, limit=limit * 4) if q.status in ("done", "error")][:limit]
     beat = read_heartbeat(settings)
     spec = PolicySpec.model_validate(policy.spec) if policy else None
     return {
@@ -507,6 +541,7 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
         "incumbent": None if policy is None else {
             "id": policy.id, "version": policy.version, "note": policy.note,
             "insights": len(spec.insights), "exemplars_k": spec.exemplars_k, "tools": list(spec.tools)},
+        "answers": [_answer_row(store, q) for q in answered],
         "cycles": [{"number": c.number, "run": c.run_id, "status": c.status, "stop_reason": c.stop_reason,
                     "tokens": c.tokens, "started": c.started_at.isoformat(timespec="seconds") if c.started_at else None}
                    for c in cycles],
@@ -517,3 +552,12 @@ def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
                   + [{"episode": e.id, "task": e.task_id, "error": e.error[:200]} for e in episode_errors
                      if not any(q.episode_id == e.id for q in queue_errors)][:limit],
     }
+
+
+def _answer_row(store, item: QueueItem) -> dict[str, Any]:
+    """One of the worker's recent answers, as `evolve status` lists it."""
+    ep = store.get_episode(item.episode_id) if item.episode_id else None
+    task = store.get_task(item.task_id)
+    return {"item": item.id, "episode": ep.id if ep else None, "question": task.question if task else item.task_id,
+            "answer": ep.final_answer if ep else "", "verdict": ep.verdict if ep else item.status,
+            "error": ((ep.error if ep else "") or item.error)[:200]}

@@ -161,6 +161,9 @@ def read_task_file(path: Path) -> list[Task]:
         except json.JSONDecodeError as exc:
             errors.append(f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            errors.append(f"line {line_no}: JSON nested too deeply to read; a task is a flat object")
+            continue
         task, problems = _parse_line(row, path.stem)
         if problems:
             errors.extend(f"line {line_no}: {p}" for p in problems)
