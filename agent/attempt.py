@@ -61,7 +61,7 @@ def run_attempt(*, store, solver: Solver, suite, task: Task, policy: Policy, run
                       model_fingerprint=solver.model.fingerprint, cycle=cycle, source=source,
                       shown_experience_ids=ctx.experience_ids)
     try:
-        result = solver.solve(task.question, spec, ctx)
+        result = solver.solve(task.question, spec, ctx, kind=task.kind, entry_point=task.entry_point)
     except ModelUnavailable:
         raise  # the caller keeps its place and retries later; nothing is recorded as a failure
     except Exception as exc:  # a crash in one task is recorded, the run goes on

@@ -79,7 +79,11 @@ class Solver:
     def __init__(self, model: ChatModel, tools: Sequence, *, max_steps: int = 4,
                  max_tokens_per_task: int = 2048, max_tokens_per_step: int = 400,
                  thought_chars: int = 700, input_chars: int = 400, numeric_answers: bool = True,
-                 on_event: Event | None = None) -> None:
+                 on_event: Event | None = None, sandbox=None) -> None:
+        # Runs the programs of the program strategies and checks code (agent/strategies.py): a
+        # sandbox, or a function making one on first use (a task that runs no program never
+        # needs bubblewrap); None: one with default limits on first use.
+        self.sandbox = sandbox
         # Numeric tasks: reasoning that already states its answer ("The answer is 22", a boxed
         # number) ends the episode without an act turn. Measured on the 0.5B model, the act turn
         # after a finished derivation often called the calculator on a sub-step and lost the answer.
@@ -217,9 +221,31 @@ class Solver:
 
     # --------------------------------------------------------------- entry point
 
-    def solve(self, question: str, policy: PolicySpec, context: Context | None = None) -> SolveResult:
+    def solve(self, question: str, policy: PolicySpec, context: Context | None = None, *,
+              kind: str = "qa", entry_point: str = "") -> SolveResult:
+        """Solve by the policy's strategy genes; `kind` is the task's ("code": write the function)."""
         context = context or Context()
-        self._temperature = policy.temperature
+        if policy.mode == "act" and policy.samples == 1 and kind != "code":
+            return self._act(question, policy, context, policy.temperature)
+        from agent import strategies
+
+        return strategies.solve(self.model, question, policy, context, kind=kind,
+                                entry_point=entry_point, sandbox=self._sandbox(policy, kind),
+                                act=lambda temperature: self._act(question, policy, context, temperature))
+
+    def _sandbox(self, policy: PolicySpec, kind: str):
+        if kind != "code" and not policy.mode.startswith("program"):
+            return self.sandbox if hasattr(self.sandbox, "run") else None
+        if self.sandbox is None:
+            from tools.sandbox import Sandbox
+
+            self.sandbox = Sandbox()
+        elif not hasattr(self.sandbox, "run"):
+            self.sandbox = self.sandbox()
+        return self.sandbox
+
+    def _act(self, question: str, policy: PolicySpec, context: Context, temperature: float) -> SolveResult:
+        self._temperature = temperature
         self._think = policy.think_first
         system = prompts.system_message(policy, list(self.tools.values()), insights=context.insights,
                                         exemplars=context.exemplars, skills=context.skills)

@@ -37,15 +37,19 @@ class Runtime:
                 from agent.model.llm import make_model
 
                 model = make_model(self.settings, model_id=model_id)
+            # Code tasks are told apart by their kind, per task (agent/strategies.py).
             self._solvers[key] = Solver(model, chosen, max_steps=max_steps,
                                         max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                        input_chars=1500 if self._code else 400,
-                                        numeric_answers=not self._code)
+                                        sandbox=self.program_sandbox)
         return self._solvers[key]
 
-    @property
-    def _code(self) -> bool:
-        return getattr(self.suite, "name", "") == "code"
+    def program_sandbox(self):
+        """The sandbox that runs the program strategies' code, made on first use."""
+        if self.sandbox is None:
+            from tools.sandbox import Sandbox
+
+            self.sandbox = Sandbox(self.settings.sandbox)
+        return self.sandbox
 
 
 def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,
