@@ -60,6 +60,9 @@ class PolicySpec(BaseModel):
     adapter: str = ""
     mode: Mode = "act"
     samples: int = Field(1, ge=1, le=16)
+    # Repair turns of the program and code strategies: an error, no output or a failed visible
+    # example goes back to the model this many times.
+    repairs: int = Field(1, ge=0, le=3)
     instructions: str = ""
 
     def digest(self) -> str:
@@ -73,11 +76,12 @@ class PolicySpec(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_GENE_DEFAULTS = {"mode": "act", "samples": 1, "instructions": ""}
+_GENE_DEFAULTS = {"mode": "act", "samples": 1, "repairs": 1, "instructions": ""}
 
-# The bare model: plain step-by-step reasoning, greedy, one sample, no tools, no memory. Not a
-# stored policy (it never becomes the incumbent); `evolve eval --baseline` runs it as a row.
-BASELINE_SPEC = PolicySpec(mode="reason", tools=(), max_steps=1)
+# The bare model: plain step-by-step reasoning (a code task: the function, written once),
+# greedy, one sample, no tools, no memory, no repair. Not a stored policy (it never becomes the
+# incumbent); `evolve eval --baseline` runs it as a row.
+BASELINE_SPEC = PolicySpec(mode="reason", tools=(), max_steps=1, repairs=0)
 
 
 def baseline_policy() -> Policy:

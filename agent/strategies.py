@@ -2,7 +2,7 @@
 
 - "reason": free-text reasoning, the answer extracted from it (agent/tasks/answers.py);
 - "program": the model writes a Python program, the real sandbox runs it and the last printed
-  line is the answer; an error or no output goes back to the model for ONE repair turn;
+  line is the answer; an error or no output goes back to the model for `repairs` turns (1);
 - "program+reason": the program, and reasoning when it still gives no answer;
 - "act": the think-then-act tool graph of agent/solver.py;
 - code tasks (kind "code", from any suite or task file) are solved by writing the function,
@@ -31,7 +31,9 @@ from agent.solver import FINAL, Context, SolveResult
 from agent.tasks.answers import canonical_number, extract_answer, normalise_text
 from agent.tasks.base import SandboxLike, extract_code
 
-REASON_MAX_TOKENS = 512
+# The same budget as a think-first act turn (Solver max_tokens_per_step), so "reason" is
+# exactly the act policy without its act turn: an ablation of the JSON action machinery.
+REASON_MAX_TOKENS = 400
 PROGRAM_MAX_TOKENS = 400
 CODE_MAX_TOKENS = 700
 PROGRAM_TIMEOUT_S = 10.0
@@ -123,12 +125,13 @@ def _printed_answer(stdout: str) -> str:
     return extract_answer(lines[-1]) if lines else ""
 
 
-def _program(calls: _Calls, system: str, question: str, sample: int, sandbox: SandboxLike) -> Attempt:
+def _program(calls: _Calls, system: str, question: str, sample: int, sandbox: SandboxLike,
+             repairs: int) -> Attempt:
     messages = [{"role": "system", "content": system},
                 {"role": "user", "content": prompts.program_request(question)}]
     steps: list[Step] = []
     problem = ""
-    for turn in range(2):  # the program, then at most one repair
+    for turn in range(1 + repairs):  # the program, then the bounded repairs
         text = calls(messages, PROGRAM_MAX_TOKENS, sample)
         code = extract_code(text)
         result = sandbox.run(code, timeout_s=PROGRAM_TIMEOUT_S)
@@ -203,13 +206,13 @@ def _passed(attempt: Attempt) -> int:
 
 
 def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: int,
-          sandbox: SandboxLike | None) -> Attempt:
+          sandbox: SandboxLike | None, repairs: int) -> Attempt:
     messages = [{"role": "system", "content": system},
                 {"role": "user", "content": prompts.code_request(question, entry_point)}]
     examples = visible_examples(question)
     steps: list[Step] = []
     best: Attempt | None = None
-    for turn in range(2):  # the function, then at most one repair
+    for turn in range(1 + repairs):  # the function, then the bounded repairs
         text = calls(messages, CODE_MAX_TOKENS, sample)
         code = extract_code(text, entry_point)
         if sandbox is None:  # nothing to check with: the first function is the answer
@@ -222,7 +225,7 @@ def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: i
         # The repair replaces the first try unless it passes fewer examples.
         if best is None or _passed(attempt) >= _passed(best):
             best = attempt
-        if not problem:
+        if not problem or turn == repairs:
             break
         messages += [{"role": "assistant", "content": text},
                      {"role": "user", "content": prompts.code_repair(problem, entry_point)}]
@@ -252,7 +255,7 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
     act_steps = 0
     for i in range(spec.samples):
         if code_task:
-            attempt = _code(calls, system, question, entry_point, i, sandbox)
+            attempt = _code(calls, system, question, entry_point, i, sandbox, spec.repairs)
         elif spec.mode == "act":
             assert act is not None, "mode act needs the solver's act graph"
             result = act(spec.temperature)
@@ -262,7 +265,7 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
         elif spec.mode == "reason":
             attempt = _reason(calls, system, question, i)
         else:
-            attempt = _program(calls, system, question, i, sandbox)
+            attempt = _program(calls, system, question, i, sandbox, spec.repairs)
             if not attempt.answer and spec.mode == "program+reason":
                 fallback = _reason(calls, prompts.strategy_system(
                     spec.system_prompt, spec, insights=context.insights,

@@ -229,3 +229,46 @@ def test_code_task_from_a_user_file_goes_through_run_attempt_as_code(tmp_path, s
     episode = run_attempt(store=store, solver=Solver(model, [], sandbox=sandbox), suite=suite, task=task,
                           policy=ensure_initial(store), run_key="t/1", source="eval", sandbox=sandbox)
     assert episode.verdict == "pass", episode.feedback
+
+
+def test_repairs_gene_bounds_the_repair_turns(sandbox) -> None:
+    for repairs, calls in ((0, 1), (1, 2), (2, 3)):
+        model = ScriptedModel(lambda messages, kw: fenced("raise SystemExit(1)"))
+        Solver(model, [], sandbox=sandbox).solve("q", PolicySpec(mode="program", repairs=repairs))
+        assert len(model.calls) == calls
+
+
+def test_the_baseline_writes_a_code_task_once_without_repair(sandbox) -> None:
+    model = ScriptedModel(lambda messages, kw: fenced("def square(x):\n    return x + x"))
+    result = Solver(model, [], sandbox=sandbox).solve(SQUARE.question, BASELINE_SPEC, kind="code",
+                                                      entry_point="square")
+    assert len(model.calls) == 1 and "x + x" in result.final_answer
+
+
+# ---------------------------------------------------------------- evolve eval --baseline
+
+def test_eval_baseline_row_and_paired_comparisons(tmp_path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import agent.model.llm as llm
+    from agent.cli.app import app
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "question": f"q{i}", "answer": str(7 if i % 2 else 8),
+                                        "split": "dev"}) + "\n" for i in range(6)))
+    model = ScriptedModel(lambda messages, kw: {"action": "final_answer", "input": "7"} if kw["schema"]
+                          else "So the answer is 7.")
+    monkeypatch.setattr(llm, "make_model", lambda settings, model_id="": model)
+    result = CliRunner().invoke(app, ["eval", "--tasks", str(path), "--split", "dev", "--baseline"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    base = next(line for line in lines if "(baseline)" in line)
+    assert base.startswith("baseline-") and "3/6" in base and "tokens/item" in base
+    assert "tokens/correct" in base and "95% CI" in base
+    comparison = next(line for line in lines if " - baseline-" in line)
+    assert comparison.startswith("p1-") and "McNemar p=" in comparison
+    # The baseline reasoned in free text: no JSON action turn, no tools offered.
+    free_text = [c for c in model.calls if c[1]["schema"] is None]
+    assert len(free_text) >= 6
