@@ -18,11 +18,18 @@ from memory.models import Episode, Policy, Task
 def exemplar_text(question: str, trajectory: list[dict[str, Any]], answer: str) -> str:
     """A verified episode as a compact worked example: the reasoning, then the answer."""
     steps = []
+    # With several samples, only the voted one is the worked example.
+    chosen = next((item["chosen"] for item in trajectory if item["type"] == "vote"), None)
     for item in trajectory:
+        if chosen is not None and item.get("sample", chosen) != chosen:
+            continue
         if item["type"] == "thought":
             steps.append(item["text"].strip())
         elif item["type"] == "action" and item["action"] != "final_answer":
             steps.append(f"[{item['action']}] {item['input']}")
+        elif item["type"] in ("program", "code") and item.get("code"):
+            # A program-of-thought step: the program is the worked solution.
+            steps.append(item["code"].strip())
         elif item["type"] == "observation":
             steps.append(f"[result] {item['content'][:200]}")
         elif item["type"] == "action" and item.get("thought"):

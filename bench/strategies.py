@@ -28,7 +28,7 @@ from pathlib import Path
 from agent.config import load_settings
 from agent.loop.stats import compare, wilson_interval
 from agent.model.llm import make_model
-from agent.policy import PolicySpec
+from agent.policy import BASELINE_SPEC, PolicySpec
 from agent.solver import Context, Solver
 from agent.tasks import get_suite
 from tools.registry import default_tools
@@ -60,6 +60,9 @@ POLICIES: dict[str, PolicySpec] = {
     "program": PolicySpec(mode="program", tools=()),
     "program+reason": PolicySpec(mode="program+reason", tools=()),
     "program-k5-t0.7": PolicySpec(mode="program", tools=(), samples=5, temperature=0.7),
+    # The bare model of `evolve eval --baseline`; differs from "reason" only on code tasks
+    # (no repair turn), so a code run compares it with "act" (the initial policy).
+    "baseline": BASELINE_SPEC,
 }
 
 
