@@ -50,6 +50,10 @@ class ModelSettings(BaseModel):
     # "native": send tools=...; "json": constrain output to a tool-call JSON schema;
     # "auto": native for remote endpoints, json for the embedded model.
     tool_mode: Literal["auto", "native", "json"] = "auto"
+    # How an endpoint is asked for schema-shaped JSON: "auto" probes once and caches the result
+    # (EVOLVE_HOME/endpoints.json); or force "json_schema" (OpenAI), "json_object" (llama.cpp's
+    # server, schema inside), "tools" (a forced tool call), "prompt" (schema in the prompt only).
+    structured_output: Literal["auto", "json_schema", "json_object", "tools", "prompt"] = "auto"
     timeout_s: float = 120.0
     max_retries: int = 5
     retry_max_wait_s: float = 30.0

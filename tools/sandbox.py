@@ -434,8 +434,20 @@ class Sandbox:
         stdin: str = "",
         timeout_s: float | None = None,
         files: dict[str, str] | None = None,
+        give_fds: tuple[int, ...] = (),
     ) -> SandboxResult:
-        """Run `code` as a Python script in a fresh work directory and report what happened."""
+        """Run `code` as a Python script in a fresh work directory and report what happened.
+
+        `give_fds` are moved into the run: the code inherits them under the same numbers and
+        this process closes its copies once the child has started (or failed to start).
+        """
+        pending = list(give_fds)  # emptied once closed, so no number is closed twice
+        try:
+            return self._run(code, stdin, timeout_s, files, pending)
+        finally:
+            _close_all(pending)
+
+    def _run(self, code, stdin, timeout_s, files, give_fds: list[int]) -> SandboxResult:
         timeout = self.settings.timeout_s if timeout_s is None else timeout_s
         uid = _UID_BASE + random.randrange(_UID_SPAN)
         workdir = tempfile.mkdtemp(prefix="evolve-sbx-")
@@ -453,7 +465,7 @@ class Sandbox:
             argv = [*self._bwrap_argv(workdir), "--", *py] if self.mode == "bwrap" else py
             env = sandbox_environment()
             env.update({"HOME": "/work" if self.mode == "bwrap" else workdir, "TMPDIR": "/tmp" if self.mode == "bwrap" else workdir, "PYTHONIOENCODING": "utf-8"})
-            return self._execute(argv, env, stdin, timeout, uid, cgroup, isolation, workdir)
+            return self._execute(argv, env, stdin, timeout, uid, cgroup, isolation, workdir, give_fds)
         finally:
             cgroup.destroy()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -473,7 +485,7 @@ class Sandbox:
                     os.chown(os.path.join(dirpath, fname), uid, uid)
         os.chmod(root, 0o700)
 
-    def _execute(self, argv, env, stdin, timeout, uid, cgroup, isolation, workdir) -> SandboxResult:
+    def _execute(self, argv, env, stdin, timeout, uid, cgroup, isolation, workdir, give_fds: list[int]) -> SandboxResult:
         cap = self.settings.max_output_bytes
         out, err = _Capture(cap), _Capture(cap)
         start = time.monotonic()
@@ -485,8 +497,11 @@ class Sandbox:
             env=env,
             cwd=workdir,
             start_new_session=True,
+            pass_fds=tuple(give_fds),
             preexec_fn=self._drop_privileges_fn(uid, cgroup.procs_files(), limits=True),
         )
+        # The child has its copies; ours would keep the other end from seeing end-of-file.
+        _close_all(give_fds)
         limit: str | None = None
         timed_out = False
         sel = selectors.DefaultSelector()
@@ -595,6 +610,14 @@ def _classify(code: int | None, stderr: str, cgroup: _RunCgroup) -> str | None:
     if cgroup.pids_hit() or "Resource temporarily unavailable" in stderr:
         return "processes"
     return None
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

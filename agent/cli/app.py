@@ -43,8 +43,8 @@ def model_info() -> None:
     if settings.model.backend == "openai":
         from agent.model.llm import OpenAIModel
 
-        m = OpenAIModel(settings.model)
-        out.print_json(data={"backend": "openai", "model": m.name, "fingerprint": m.fingerprint})
+        m = OpenAIModel(settings.model, cache_path=settings.home / "endpoints.json")
+        out.print_json(data=m.describe())  # probes the endpoint's structured-output form once
         return
     from agent.model import local_model
 

@@ -12,18 +12,32 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from agent.config import ConfigError, ModelSettings, Settings
 from agent.errors import ModelError, ModelUnavailable, OutputParseError
+from agent.model.endpoint import Profile, ProfileCache, RequestRejected, cache_key, now_iso, rejection
+from agent.model.structured import (  # noqa: F401  (parse_json_lenient is part of this module's API)
+    FORMS,
+    PROBE_MESSAGES,
+    PROBE_SCHEMA,
+    Form,
+    decode,
+    parse_json_lenient,
+    request_kwargs,
+    schema_prompt,
+    schema_token_budget,
+    tool_call_schema,
+    tools_prompt,
+)
 
 Message = dict[str, Any]
 
@@ -102,92 +116,7 @@ class ChatModel(Protocol):
     ) -> Iterator[str]: ...
 
 
-# ---------------------------------------------------------------- structured output helpers
-
-
-def parse_json_lenient(text: str) -> Any:
-    """Decode the first JSON value in `text`.
-
-    Grammar-constrained small models may put raw newlines inside strings (the grammar allows
-    them) or trail whitespace; fenced blocks from unconstrained endpoints are accepted too.
-    """
-    s = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", s, re.S)
-    if fence:
-        s = fence.group(1).strip()
-    start = min((i for i in (s.find("{"), s.find("[")) if i >= 0), default=-1)
-    if start < 0:
-        raise OutputParseError(f"expected a JSON object, got: {text[:200]!r}", raw=text)
-    decoder = json.JSONDecoder(strict=False)
-    try:
-        value, _ = decoder.raw_decode(s[start:])
-    except json.JSONDecodeError as exc:
-        raise OutputParseError(
-            f"output is not valid JSON ({exc.msg} at char {exc.pos}); reply with one JSON object "
-            f"matching the schema",
-            raw=text,
-        ) from None
-    return value
-
-
-def schema_token_budget(schema: dict[str, Any], floor: int) -> int:
-    """A max_tokens that cannot cut a schema-valid answer short (the issue with small caps)."""
-
-    def walk(node: Any) -> int:
-        if not isinstance(node, dict):
-            return 0
-        total = 8
-        if node.get("type") == "string":
-            total += int(node.get("maxLength", 0))
-        for key in ("properties",):
-            for sub in node.get(key, {}).values():
-                total += walk(sub) + 4
-        for key in ("anyOf", "oneOf"):
-            if key in node:
-                total += max((walk(sub) for sub in node[key]), default=0)
-        if "items" in node:
-            total += walk(node["items"]) * int(node.get("maxItems", 4))
-        return total
-
-    return max(floor, walk(schema))
-
-
-def tool_call_schema(tools: Sequence[dict[str, Any]], *, allow_text: bool) -> dict[str, Any]:
-    """One JSON schema that admits a call to any given tool (and a plain reply if allowed)."""
-    options = []
-    for spec in tools:
-        fn = spec.get("function", spec)
-        options.append(
-            {
-                "type": "object",
-                "properties": {
-                    "tool": {"type": "string", "enum": [fn["name"]]},
-                    "arguments": fn.get("parameters") or {"type": "object"},
-                },
-                "required": ["tool", "arguments"],
-            }
-        )
-    if allow_text:
-        options.append(
-            {
-                "type": "object",
-                "properties": {"tool": {"type": "string", "enum": ["reply"]}, "content": {"type": "string"}},
-                "required": ["tool", "content"],
-            }
-        )
-    return options[0] if len(options) == 1 else {"anyOf": options}
-
-
-def tools_prompt(tools: Sequence[dict[str, Any]], *, allow_text: bool) -> str:
-    lines = ["You can call these tools. Answer with one JSON object: "
-             '{"tool": NAME, "arguments": {...}}.']
-    for spec in tools:
-        fn = spec.get("function", spec)
-        lines.append(f"- {fn['name']}: {fn.get('description', '').strip()} "
-                     f"arguments schema: {json.dumps(fn.get('parameters', {}))}")
-    if allow_text:
-        lines.append('To answer without a tool: {"tool": "reply", "content": "..."}.')
-    return "\n".join(lines)
+# ---------------------------------------------------------------- message helpers
 
 
 def plain_messages(messages: Sequence[Message]) -> list[Message]:
@@ -360,10 +289,14 @@ def make_wait(base: float, cap: float, rng: random.Random) -> Callable[[RetryCal
 
 
 class OpenAIModel:
-    """Any OpenAI-compatible chat endpoint, chosen by base_url, api_key and model."""
+    """Any OpenAI-compatible chat endpoint, chosen by base_url, api_key and model.
+
+    Structured output uses the best form the endpoint supports (EVOLVE_MODEL__STRUCTURED_OUTPUT,
+    "auto" = probe once and cache the result in `cache_path`).
+    """
 
     def __init__(self, cfg: ModelSettings, *, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, cache_path: Path | None = None) -> None:
         import openai
 
         self._openai = openai
@@ -374,7 +307,7 @@ class OpenAIModel:
                 "no API key for OpenAI: set EVOLVE_MODEL__API_KEY (or OPENAI_API_KEY), or set "
                 "EVOLVE_MODEL__BASE_URL to a local server, or use EVOLVE_MODEL__BACKEND=embedded"
             )
-        if cfg.model in ("", "qwen2.5-coder-0.5b", "smollm2-135m") and not cfg.base_url:
+        if cfg.model in ("", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m") and not cfg.base_url:
             raise ConfigError("EVOLVE_MODEL__MODEL must name the endpoint's model, e.g. gpt-4o-mini")
         self._client = openai.OpenAI(
             base_url=cfg.base_url or None,
@@ -383,18 +316,90 @@ class OpenAIModel:
             max_retries=0,  # tenacity below is the only retry policy
         )
         self.name = cfg.model
-        host = cfg.base_url or "https://api.openai.com/v1"
-        self.fingerprint = f"openai:{host}#{cfg.model}"
+        self._where = cfg.base_url or "https://api.openai.com/v1"
+        self.fingerprint = f"openai:{self._where}#{cfg.model}"
         self.usage = Usage()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._native_tools = cfg.tool_mode in ("auto", "native")
+        self._cache = ProfileCache(cache_path)
+        self._key = cache_key(cfg.base_url, cfg.model)
+        self._profile: Profile | None = None
+        self._profile_source = ""
+
+    # ------------------------------------------------------------ what the endpoint accepts
+
+    def structured_form(self) -> Form:
+        """The structured-output form used for this endpoint: configured, cached, or probed now."""
+        configured = getattr(self._cfg, "structured_output", "auto")
+        if configured != "auto":
+            return configured
+        if self._profile is None:
+            cached = self._cache.get(self._key)
+            if cached is not None:
+                self._profile, self._profile_source = cached, "cached"
+            else:
+                self._profile, self._profile_source = self.probe(), "probed"
+                self._cache.put(self._key, self._profile)
+        return self._profile.form  # type: ignore[return-value]
+
+    def probe(self) -> Profile:
+        """Try each form with a schema no unconstrained model satisfies; the first enforced wins.
+
+        Refusals move on to the next form; transport failures propagate (nothing is cached).
+        """
+        tried: dict[str, str] = {}
+        for form in FORMS[:-1]:
+            kwargs = {"model": self._cfg.model, "messages": list(PROBE_MESSAGES), "max_tokens": 32,
+                      "temperature": 0.0, **request_kwargs(form, PROBE_SCHEMA)}
+            try:
+                resp = self._call(lambda: self._client.chat.completions.create(**kwargs))
+            except RequestRejected as exc:
+                tried[form] = f"refused (HTTP {exc.status}): {exc.detail[:120]}"
+                continue
+            self._count(resp, 0.0)
+            msg = resp.choices[0].message
+            try:
+                decode(form, PROBE_SCHEMA, msg.content, msg.tool_calls)
+            except OutputParseError:
+                tried[form] = "accepted, not enforced"
+                continue
+            tried[form] = "enforced"
+            return Profile(form=form, tried=tried, probed_at=now_iso())
+        tried["prompt"] = "fallback: schema in the prompt, reply parsed and validated"
+        return Profile(form="prompt", tried=tried, probed_at=now_iso())
+
+    def native_tools(self) -> bool:
+        """Send tools= natively? "auto" does where the endpoint speaks OpenAI's json_schema:
+        llama-cpp-python's server (json_object form) does not parse tool calls in auto mode."""
+        mode = self._cfg.tool_mode
+        if mode != "auto":
+            return mode == "native"
+        return self.structured_form() == "json_schema"
+
+    def describe(self) -> dict[str, Any]:
+        """What `evolve model info` prints for an endpoint (probing it if not yet known)."""
+        form = self.structured_form()
+        info: dict[str, Any] = {"backend": "openai", "model": self.name, "base_url": self._where,
+                                "fingerprint": self.fingerprint, "structured_output": form,
+                                "tool_mode": "native" if self.native_tools() else "json"}
+        if self._profile is not None:
+            info["structured_output_source"] = self._profile_source
+            info["probe"] = self._profile.as_dict()
+        else:
+            info["structured_output_source"] = "EVOLVE_MODEL__STRUCTURED_OUTPUT"
+        return info
+
+    # ------------------------------------------------------------ transport
 
     def _is_transport(self, exc: BaseException) -> bool:
         o = self._openai
         if isinstance(exc, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError)):
             return True
-        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
+        if isinstance(exc, o.APIStatusError):
+            if exc.status_code == 408:
+                return True
+            return exc.status_code >= 500 and rejection(exc, self._where) is None
+        return False
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         retrying = Retrying(
@@ -416,6 +421,9 @@ class OpenAIModel:
                 f"set EVOLVE_MODEL__MODEL to one it serves"
             ) from exc
         except self._openai.APIStatusError as exc:
+            refused = rejection(exc, self._where)
+            if refused is not None:
+                raise refused from exc
             if self._is_transport(exc):
                 raise ModelUnavailable(self._unavailable(exc)) from exc
             raise ModelError(f"endpoint refused the request ({exc.status_code}): {exc.message}") from exc
@@ -423,13 +431,34 @@ class OpenAIModel:
             raise ModelUnavailable(self._unavailable(exc)) from exc
 
     def _unavailable(self, exc: BaseException) -> str:
-        where = self._cfg.base_url or "https://api.openai.com/v1"
-        return (f"model endpoint {where} unavailable after {self._cfg.max_retries + 1} attempts "
-                f"({type(exc).__name__}); check EVOLVE_MODEL__BASE_URL and that the server is up")
+        status = getattr(exc, "status_code", None)
+        what = f"HTTP {status}" if status else type(exc).__name__
+        return (f"model endpoint {self._where} unavailable after {self._cfg.max_retries + 1} attempts "
+                f"({what}); check EVOLVE_MODEL__BASE_URL and that the server is up")
+
+    def _count(self, resp: Any, started: float) -> Usage:
+        usage = Usage(
+            prompt_tokens=getattr(resp.usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(resp.usage, "completion_tokens", 0) or 0,
+            latency_s=time.perf_counter() - started if started else 0.0,
+            calls=1,
+        )
+        self.usage.add(usage)
+        return usage
+
+    # ------------------------------------------------------------ calls
+
+    def _structured_kwargs(self, kwargs: dict[str, Any], schema: dict[str, Any]) -> Form:
+        form = self.structured_form()
+        kwargs.update(request_kwargs(form, schema))
+        if form == "prompt":
+            kwargs["messages"] = _with_system_note(kwargs["messages"], schema_prompt(schema))
+        kwargs["max_tokens"] = schema_token_budget(schema, kwargs["max_tokens"])
+        return form
 
     def complete(self, messages, *, schema=None, tools=None, tool_choice="auto", max_tokens=None,
                  temperature=None, stop=None, seed=None) -> Completion:
-        native = bool(tools) and self._native_tools
+        native = bool(tools) and self.native_tools()
         msgs = list(messages) if native else plain_messages(messages)
         if native:
             msgs = [_nonnull_content(m) for m in msgs]
@@ -451,21 +480,25 @@ class OpenAIModel:
             allow_text = tool_choice != "required"
             schema = tool_call_schema(tools, allow_text=allow_text)
             kwargs["messages"] = _with_system_note(msgs, tools_prompt(tools, allow_text=allow_text))
-        if schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": schema, "strict": False},
-            }
-            kwargs["max_tokens"] = schema_token_budget(schema, kwargs["max_tokens"])
+        form: Form | None = None
+        if schema is not None and not native:
+            form = self._structured_kwargs(kwargs, schema)
         started = time.perf_counter()
-        resp = self._call(lambda: self._client.chat.completions.create(**kwargs))
-        usage = Usage(
-            prompt_tokens=getattr(resp.usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(resp.usage, "completion_tokens", 0) or 0,
-            latency_s=time.perf_counter() - started,
-            calls=1,
-        )
-        self.usage.add(usage)
+        try:
+            resp = self._call(lambda: self._client.chat.completions.create(**kwargs))
+        except RequestRejected as exc:
+            if form is None or self._profile_source != "cached" or not _about_structure(exc.field):
+                raise
+            # The endpoint changed since it was probed: forget the cached form and probe again.
+            self._cache.put(self._key, None)
+            self._profile = None
+            for key in ("response_format", "tools", "tool_choice"):
+                kwargs.pop(key, None)
+            kwargs["messages"] = _with_system_note(msgs, tools_prompt(tools, allow_text=tool_choice != "required")) \
+                if tools else msgs
+            form = self._structured_kwargs(kwargs, schema)
+            resp = self._call(lambda: self._client.chat.completions.create(**kwargs))
+        usage = self._count(resp, started)
         choice = resp.choices[0]
         text = choice.message.content or ""
         result = Completion(text=text, usage=usage, model=resp.model or self.name,
@@ -478,8 +511,8 @@ class OpenAIModel:
                         f"arguments for {call.function.name!r} are not a JSON object", raw=str(args)
                     )
                 result.tool_calls.append(ToolCall(name=call.function.name, arguments=args, id=call.id))
-        elif schema is not None:
-            result.parsed = parse_json_lenient(text)
+        elif form is not None:
+            result.text, result.parsed = decode(form, schema, choice.message.content, choice.message.tool_calls)
             if tools:
                 result.tool_calls, result.text = _calls_from_object(result.parsed, tool_names)
         return result
@@ -511,6 +544,10 @@ class OpenAIModel:
         finally:
             usage.latency_s = time.perf_counter() - started
             self.usage.add(usage)
+
+
+def _about_structure(field: str) -> bool:
+    return field.startswith(("response_format", "tool"))
 
 
 class FineTuning:
@@ -562,7 +599,7 @@ def make_model(settings: Settings, *, model_id: str = "") -> ChatModel:
     fine-tuned one). Raises ConfigError with the setting to change."""
     if settings.model.backend == "openai":
         cfg = settings.model.model_copy(update={"model": model_id}) if model_id else settings.model
-        return OpenAIModel(cfg)
+        return OpenAIModel(cfg, cache_path=settings.home / "endpoints.json")
     if model_id:
         raise ConfigError(f"policy model {model_id!r} needs EVOLVE_MODEL__BACKEND=openai: the embedded "
                           f"backend runs only its configured GGUF")
