@@ -231,7 +231,8 @@ class Solver:
 
         return strategies.solve(self.model, question, policy, context, kind=kind,
                                 entry_point=entry_point, sandbox=self._sandbox(policy, kind),
-                                act=lambda temperature: self._act(question, policy, context, temperature))
+                                act=lambda temperature: self._act(question, policy, context, temperature),
+                                on_event=self.on_event)
 
     def _sandbox(self, policy: PolicySpec, kind: str):
         if kind != "code" and not policy.mode.startswith("program"):

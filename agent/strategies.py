@@ -56,10 +56,12 @@ class Attempt:
 class _Calls:
     """Model calls of one solve, their usage summed per call (no counter subtraction)."""
 
-    def __init__(self, model: ChatModel, temperature: float) -> None:
+    def __init__(self, model: ChatModel, temperature: float, on_event=None) -> None:
         self.model = model
         self.temperature = temperature
         self.usage = Usage()
+        # The solver's event hook (the chat shows these as they happen).
+        self.emit = on_event or (lambda kind, data: None)
 
     def __call__(self, messages: list[dict[str, Any]], max_tokens: int, sample: int) -> str:
         # A sampled run gets its own seed per sample, so k samples differ and reruns repeat.
@@ -115,6 +117,7 @@ def behaviour_vote(attempts: Sequence[Attempt]) -> int:
 def _reason(calls: _Calls, system: str, question: str, sample: int) -> Attempt:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     text = calls(messages, REASON_MAX_TOKENS, sample)
+    calls.emit("thought", {"text": text})
     answer = extract_answer(text)
     return Attempt(answer, [{"type": "thought", "text": text}],
                    "" if answer else "no answer found in the reasoning")
@@ -134,7 +137,10 @@ def _program(calls: _Calls, system: str, question: str, sample: int, sandbox: Sa
     for turn in range(1 + repairs):  # the program, then the bounded repairs
         text = calls(messages, PROGRAM_MAX_TOKENS, sample)
         code = extract_code(text)
+        calls.emit("action", {"action": "python", "input": code})
         result = sandbox.run(code, timeout_s=PROGRAM_TIMEOUT_S)
+        calls.emit("observation", {"tool": "python", "ok": result.ok,
+                                   "content": result.stdout if result.ok else result.stderr})
         answer = _printed_answer(result.stdout) if result.ok else ""
         steps.append({"type": "program", "turn": turn, "code": code[:4000], "ok": result.ok,
                       "stdout": result.stdout[-2000:], "stderr": result.stderr[-2000:]})
@@ -215,6 +221,7 @@ def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: i
     for turn in range(1 + repairs):  # the function, then the bounded repairs
         text = calls(messages, CODE_MAX_TOKENS, sample)
         code = extract_code(text, entry_point)
+        calls.emit("action", {"action": "python", "input": code})
         if sandbox is None:  # nothing to check with: the first function is the answer
             steps.append({"type": "code", "turn": turn, "code": code[:6000]})
             return Attempt(code, steps)
@@ -238,10 +245,10 @@ def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: i
 
 def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *,
           kind: str = "qa", entry_point: str = "", sandbox: SandboxLike | None = None,
-          act: ActFn | None = None) -> SolveResult:
+          act: ActFn | None = None, on_event=None) -> SolveResult:
     """Run `spec`'s strategy on one task; the Solver's entry point calls this for every mode
     except a single-sample "act" on a non-code task."""
-    calls = _Calls(model, spec.temperature)
+    calls = _Calls(model, spec.temperature, on_event)
     code_task = kind == "code"
     base = prompts.CODE_SYSTEM if code_task else (
         spec.system_prompt if spec.mode in ("reason", "act") else prompts.PROGRAM_SYSTEM)
@@ -281,6 +288,7 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
         trajectory.append({"type": "vote", "answers": [a.answer[:200] for a in attempts],
                            "chosen": chosen})
     winner = attempts[chosen]
+    calls.emit("final", {"answer": winner.answer})
     trajectory.append({"type": "action", "thought": "", "action": FINAL, "input": winner.answer})
     return SolveResult(final_answer=winner.answer, trajectory=trajectory,
                        steps=act_steps or len(trajectory) - 1, usage=calls.usage,

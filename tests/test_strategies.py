@@ -272,3 +272,13 @@ def test_eval_baseline_row_and_paired_comparisons(tmp_path, monkeypatch) -> None
     # The baseline reasoned in free text: no JSON action turn, no tools offered.
     free_text = [c for c in model.calls if c[1]["schema"] is None]
     assert len(free_text) >= 6
+
+
+def test_strategies_report_their_steps_as_solver_events(sandbox) -> None:
+    events = []
+    model = ScriptedModel(lambda messages, kw: fenced("print(6 * 7)"))
+    solver = Solver(model, [], sandbox=sandbox, on_event=lambda kind, data: events.append((kind, data)))
+    solver.solve("q", PolicySpec(mode="program"))
+    kinds = [k for k, _ in events]
+    assert kinds == ["action", "observation", "final"]
+    assert events[1][1]["content"].strip() == "42" and events[2][1]["answer"] == "42"

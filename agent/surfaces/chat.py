@@ -92,6 +92,12 @@ class ChatSession:
 
     # -- a turn -------------------------------------------------------------------------------
 
+    def _program_sandbox(self):
+        # For the incumbent's program strategies (agent/strategies.py), made on first use.
+        from tools.sandbox import Sandbox
+
+        return Sandbox(self.settings.sandbox)
+
     def _solver_for(self, policy):
         if self._solver is None or self._solver_policy != policy.id:
             from agent.solver import Solver
@@ -100,7 +106,7 @@ class ChatSession:
             self._solver = Solver(self.model, [t for t in self.tools if t.name in spec.tools],
                                   max_steps=spec.max_steps,
                                   max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._show_event)
+                                  on_event=self._show_event, sandbox=self._program_sandbox)
             self._solver_policy = policy.id
         return self._solver
 

@@ -310,6 +310,12 @@ class Worker:
             self._all_tools = default_tools(self.settings)
         return self._all_tools
 
+    def _program_sandbox(self):
+        # For the incumbent's program strategies (agent/strategies.py), made on first use.
+        from tools.sandbox import Sandbox
+
+        return Sandbox(self.settings.sandbox)
+
     def _solver_for(self, policy):
         # Rebuilt only when the incumbent moves: a promotion may change tools or step budget.
         if self._solver is None or self._solver_policy != policy.id:
@@ -319,7 +325,7 @@ class Worker:
             tools = [t for t in self._tools() if t.name in spec.tools]
             self._solver = Solver(self.model, tools, max_steps=spec.max_steps,
                                   max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._on_event)
+                                  on_event=self._on_event, sandbox=self.sandbox or self._program_sandbox)
             self._solver_policy = policy.id
         return self._solver
 
