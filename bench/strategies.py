@@ -77,8 +77,15 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--only", default="", help="comma-separated policy names (default: all)")
     ap.add_argument("--out", type=Path, default=Path("bench/strategies_results.jsonl"))
+    ap.add_argument("--report-only", action="store_true", help="print the table of --out, run nothing")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or list(POLICIES)
+    if args.report_only:
+        suite = get_suite("file" if args.tasks else args.suite, tasks_file=args.tasks)
+        rows = [json.loads(line) for line in args.out.read_text().splitlines()]
+        report(suite.load(args.split, limit=args.n, seed=args.seed), names,
+               {(r["policy"], r["task"]): r for r in rows})
+        return
 
     settings = load_settings(model={"model": args.model, "n_threads": args.threads})
     suite = get_suite("file" if args.tasks else args.suite, tasks_file=args.tasks)
