@@ -31,10 +31,13 @@ class Solvers:
     """Solvers by (model id, tools, step budget), built once and shared: a solver holds no
     per-solve state, so one instance serves every task, surface and policy that agree on these."""
 
-    def __init__(self, settings, model: ChatModel, tools: Sequence) -> None:
+    def __init__(self, settings, model: ChatModel, tools: Sequence, *, sandbox=None) -> None:
         self.settings = settings
         self.model = model
         self.tools = list(tools)
+        # Runs the program strategies' code and checks code answers: a sandbox, or a function
+        # making one on first use (a policy that runs no program never needs bubblewrap).
+        self.sandbox = sandbox
         self._built: dict[tuple, Solver] = {}
 
     def model_for(self, model_id: str = "") -> ChatModel:
@@ -54,7 +57,8 @@ class Solvers:
         if key not in self._built:
             chosen = [t for t in self.tools if t.name in spec.tools]
             self._built[key] = Solver(self.model_for(spec.model_id), chosen, max_steps=spec.max_steps,
-                                      max_tokens_per_task=self.settings.loop.max_tokens_per_task)
+                                      max_tokens_per_task=self.settings.loop.max_tokens_per_task,
+                                      sandbox=self.sandbox)
         return self._built[key]
 
 
@@ -109,7 +113,8 @@ def run_attempt(*, store, solver: Solver, task: Task, policy: Policy, run_key: s
                       model_fingerprint=solver.model.fingerprint, cycle=cycle, source=source,
                       shown_experience_ids=ctx.experience_ids)
     try:
-        result = solver.solve(asked, spec, ctx, kind=task.kind, on_event=on_event)
+        result = solver.solve(asked, spec, ctx, kind=task.kind, entry_point=task.entry_point,
+                              on_event=on_event)
     except ModelUnavailable:
         raise  # the caller keeps its place and retries later; nothing is recorded as a failure
     except Exception as exc:  # a crash in one task is recorded, the run goes on

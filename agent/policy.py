@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError
 from memory.models import Policy, Promotion
@@ -22,8 +24,20 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+MODES = ("act", "reason", "program", "program+reason")
+Mode = Literal["act", "reason", "program", "program+reason"]
+
+
 class PolicySpec(BaseModel):
-    """What a policy contains. Hashable by content: equal specs get equal digests."""
+    """What a policy contains. Hashable by content: equal specs get equal digests.
+
+    Strategy genes (agent/strategies.py runs them): `mode` is how a question is solved
+    ("act": think, then JSON actions with tools; "reason": free text, answer extracted;
+    "program": the model writes a Python program, the sandbox runs it, the printed value is the
+    answer; "program+reason": reasoning when the program fails or prints nothing); `samples`
+    answers at `temperature` are majority-voted; `instructions` is extra text for the prompt.
+    Code tasks are always solved by writing the function (their kind decides, not the mode).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -44,10 +58,37 @@ class PolicySpec(BaseModel):
     memory_snapshot: int = 0
     model_id: str = ""
     adapter: str = ""
+    mode: Mode = "act"
+    samples: int = Field(1, ge=1, le=16)
+    # Repair turns of the program and code strategies: an error, no output or a failed visible
+    # example goes back to the model this many times.
+    repairs: int = Field(1, ge=0, le=3)
+    instructions: str = ""
 
     def digest(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # Genes at their defaults are left out, so a policy written before they existed keeps
+        # its digest (and its id, and its stored evaluation results).
+        dumped = self.model_dump(mode="json")
+        for name, default in _GENE_DEFAULTS.items():
+            if dumped.get(name) == default:
+                dumped.pop(name)
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_GENE_DEFAULTS = {"mode": "act", "samples": 1, "repairs": 1, "instructions": ""}
+
+# The bare model: plain step-by-step reasoning (a code task: the function, written once),
+# greedy, one sample, no tools, no memory, no repair. Not a stored policy (it never becomes the
+# incumbent); `evolve eval --baseline` runs it as a row.
+BASELINE_SPEC = PolicySpec(mode="reason", tools=(), max_steps=1, repairs=0)
+
+
+def baseline_policy() -> Policy:
+    """An unsaved Policy row for the baseline, so episodes and eval runs can name it."""
+    digest = BASELINE_SPEC.digest()
+    return Policy(id=f"baseline-{digest[:8]}", version=0, parent_id=None, digest=digest,
+                  spec=BASELINE_SPEC.model_dump(mode="json"), note="baseline: the bare model")
 
 
 def spec_of(policy: Policy) -> PolicySpec:

@@ -76,3 +76,57 @@ def act(tools: Sequence) -> str:
 
 
 ACT_FINAL = 'Now reply with {"action": "final_answer", "input": <only the final answer>}.'
+
+
+# ---------------------------------------------------------------- strategies (agent/strategies.py)
+
+PROGRAM_SYSTEM = (
+    "You solve problems by writing a short Python 3 program. Compute every quantity in the "
+    "code, with clear variable names, and print only the final answer (a number) at the end. "
+    "Reply with the program in one ```python block and nothing else."
+)
+
+CODE_SYSTEM = (
+    "You are an expert Python programmer. Write the complete function the user asks for, with "
+    "any imports it needs, in one ```python block. Do not print anything or add example calls."
+)
+
+
+def strategy_system(base: str, policy: PolicySpec, *, insights: Sequence[str] = (),
+                    exemplars: Sequence[str] = (), skills: Sequence[str] = ()) -> str:
+    """The system message of the reason, program and code strategies (no action menu)."""
+    parts = [base]
+    if policy.instructions.strip():
+        parts.append("Additional instructions:\n" + policy.instructions.strip())
+    parts.append(FENCE_RULE)
+    if insights:
+        rules = "\n".join(f"{i + 1}. {rule}" for i, rule in enumerate(insights))
+        parts.append("Lessons from earlier tasks (advice, may not apply):\n" + fence(rules, "insights"))
+    if skills:
+        parts.append("Verified helper functions you may reuse in code:\n"
+                     + fence("\n\n".join(skills), "skills"))
+    if exemplars:
+        shown = "\n\n".join(f"Example {i + 1}:\n{e}" for i, e in enumerate(exemplars))
+        parts.append("Worked examples of similar solved problems. Their numbers differ from "
+                     "yours: solve your own problem.\n" + fence(shown, "exemplars"))
+    return "\n\n".join(parts)
+
+
+def program_request(question: str) -> str:
+    return f"{question}\n\nWrite a Python program that computes the answer and prints it."
+
+
+def program_repair(problem: str) -> str:
+    # The program's own output is untrusted text: it goes back fenced.
+    return (f"Running your program did not give an answer:\n{fence(problem, 'python (untrusted)')}\n"
+            "Reply with the corrected complete program in one ```python block that prints the answer.")
+
+
+def code_request(question: str, entry_point: str) -> str:
+    name = f" `{entry_point}`" if entry_point else ""
+    return f"{question}\n\nWrite the complete Python function{name}."
+
+
+def code_repair(problem: str, entry_point: str) -> str:
+    return (f"Checking your function failed:\n{fence(problem, 'python (untrusted)')}\n"
+            f"Reply with the corrected complete function `{entry_point}` in one ```python block.")

@@ -11,7 +11,7 @@ import contextvars
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -108,7 +108,11 @@ class Solver:
 
     def __init__(self, model: ChatModel, tools: Sequence, *, max_steps: int = 4,
                  max_tokens_per_task: int = 2048, max_tokens_per_step: int = 400,
-                 thought_chars: int = 700) -> None:
+                 thought_chars: int = 700, sandbox=None) -> None:
+        # Runs the programs of the program strategies and checks code (agent/strategies.py): a
+        # sandbox, or a function making one on first use (a task that runs no program never
+        # needs bubblewrap); None: one with default limits on first use.
+        self.sandbox = sandbox
         self.thought_chars = thought_chars
         self.model = model
         self.tools = {t.name: t for t in tools}
@@ -251,16 +255,41 @@ class Solver:
     # --------------------------------------------------------------- entry point
 
     def solve(self, question: str, policy: PolicySpec, context: Context | None = None, *,
-              kind: str = "qa", on_event: Event | None = None) -> SolveResult:
+              kind: str = "qa", entry_point: str = "", on_event: Event | None = None) -> SolveResult:
+        """Solve by the policy's strategy genes; `kind` is the task's ("code": write the function)."""
         context = context or Context()
         emit = on_event or _quiet
+        if policy.mode == "act" and policy.samples == 1 and kind != "code":
+            return self._act(question, policy, context, policy.temperature, kind, emit)
+        from agent import strategies
+
+        return strategies.solve(self.model, question, policy, context, kind=kind,
+                                entry_point=entry_point, sandbox=self._sandbox(policy, kind),
+                                act=lambda temperature: self._act(question, policy, context, temperature,
+                                                                  kind, emit),
+                                on_event=emit)
+
+    def _sandbox(self, policy: PolicySpec, kind: str):
+        if kind != "code" and not policy.mode.startswith("program"):
+            return self.sandbox if hasattr(self.sandbox, "run") else None
+        if self.sandbox is None:
+            from tools.sandbox import Sandbox
+
+            self.sandbox = Sandbox()
+        elif not hasattr(self.sandbox, "run"):
+            self.sandbox = self.sandbox()
+        return self.sandbox
+
+    def _act(self, question: str, policy: PolicySpec, context: Context, temperature: float, kind: str,
+             emit: Event) -> SolveResult:
+        """The think-then-act tool graph, once, at `temperature`."""
         system = prompts.system_message(policy, list(self.tools.values()), insights=context.insights,
                                         exemplars=context.exemplars, skills=context.skills)
         state: SolverState = {
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
             "trajectory": [Prompt(system=system, question=question)],
             "steps": 0, "tokens": 0, "usage": Usage(), "pending": None, "final": None, "forced": False,
-            "options": Options.of(policy, kind), "on_event": emit,
+            "options": replace(Options.of(policy, kind), temperature=temperature), "on_event": emit,
         }
         # Each step is a model node plus at most one tool node.
         # Run in an empty context: invoked inside a node of the checkpointed loop, the subgraph

@@ -71,6 +71,15 @@ class Settled(BaseModel):
     value: str
 
 
+class Vote(BaseModel):
+    """Self-consistency: the answers of k samples and the one chosen. The trajectory keeps the
+    chosen sample's steps, so every view (messages, exemplar) shows one coherent solution."""
+
+    kind: Literal["vote"] = "vote"
+    answers: list[str] = Field(default_factory=list)
+    chosen: int = 0
+
+
 class Reply(BaseModel):
     """What chat said to the person after the work."""
 
@@ -78,7 +87,7 @@ class Reply(BaseModel):
     text: str
 
 
-Step = Annotated[Union[Prompt, Thought, Action, Observation, ParseError, Settled, Reply],
+Step = Annotated[Union[Prompt, Thought, Action, Observation, ParseError, Settled, Vote, Reply],
                  Field(discriminator="kind")]
 _steps = TypeAdapter(list[Step])
 

@@ -44,12 +44,14 @@ def register(root: typer.Typer) -> None:
         tasks: Optional[Path] = typer.Option(None, "--tasks", help="A user task file (JSONL)."),
         limit: int = typer.Option(None, help="Evaluate a seeded random subset of this size."),
         seed: int = typer.Option(0, help="Seed of the subset."),
+        baseline: bool = typer.Option(False, "--baseline", help="Also run the bare model (plain reasoning, "
+                                      "greedy, no tools, no memory) on the same items, as its own row."),
     ) -> None:
         """Accuracy of one or more policies on held-out tasks, with 95% confidence intervals."""
         from agent.loop.evaluate import dev_tasks, evaluate_policy
         from agent.loop.runtime import make_runtime
-        from agent.loop.stats import compare, wilson_interval
-        from agent.policy import ensure_initial
+        from agent import eval_table
+        from agent.policy import baseline_policy, ensure_initial
 
         if split not in ("dev", "test"):
             raise ConfigError(f"--split {split!r}: evaluation uses held-out splits only (dev or test)")
@@ -72,16 +74,18 @@ def register(root: typer.Typer) -> None:
             for pid in ids_by_name.values():
                 results[pid] = evaluate_policy(rt, rt.store.get_policy(pid), items, split=split, seed=seed,
                                                phase="eval")
+            base_id = None
+            if baseline:
+                base = baseline_policy()
+                base_id = base.id
+                results[base_id] = evaluate_policy(rt, base, items, split=split, seed=seed, phase="eval")
         ids = [t.id for t in items]
-        for pid, res in results.items():
-            k = sum(res.values())
-            lo, hi = wilson_interval(k, len(ids))
-            out.print(f"{pid}: {k}/{len(ids)} = {k / len(ids):.3f}  95% CI [{lo:.3f}, {hi:.3f}]  "
-                      f"({suite_name} {split}, n={len(ids)}, seed={seed})", markup=False)
-        if len(results) >= 2:
-            (a, ra), (b, rb) = list(results.items())[:2]
-            ev = compare([rb[t] for t in ids], [ra[t] for t in ids], samples=s.loop.bootstrap_samples)
-            out.print(f"{b} - {a}: {ev['delta']:+.3f}  95% CI [{ev['ci_low']:+.3f}, {ev['ci_high']:+.3f}]  "
-                      f"wins {ev['wins']} losses {ev['losses']}  McNemar p={ev['p_value']:.4f}", markup=False)
+        out.print(f"({suite_name} {split}, n={len(ids)}, seed={seed})", markup=False)
+        for row in eval_table.rows(rt.store, results, ids, seed=seed):
+            out.print(eval_table.format_row(row, label=" (baseline)" if row.policy_id == base_id else ""),
+                      markup=False)
+        for a, b, ev in eval_table.comparisons(results, ids, baseline=base_id,
+                                               samples=s.loop.bootstrap_samples):
+            out.print(eval_table.format_comparison(a, b, ev), markup=False)
         u = rt.model.usage
         out.print(f"[dim]{u.calls} model calls, {u.total_tokens} tokens, {u.latency_s:.0f}s in the model[/dim]")

@@ -33,7 +33,7 @@ class Runtime:
 
     def solver(self, policy) -> Solver:
         if self._solvers is None:
-            self._solvers = Solvers(self.settings, self.model, self.tools)
+            self._solvers = Solvers(self.settings, self.model, self.tools, sandbox=self.program_sandbox)
         return self._solvers.for_policy(policy)
 
     @contextmanager
@@ -45,6 +45,14 @@ class Runtime:
         finally:
             spent, self.usage = self.usage, outer
             outer.add(spent)
+
+    def program_sandbox(self):
+        """The sandbox that runs the program strategies' code, made on first use."""
+        if self.sandbox is None:
+            from tools.sandbox import Sandbox
+
+            self.sandbox = Sandbox(self.settings.sandbox)
+        return self.sandbox
 
 
 def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,

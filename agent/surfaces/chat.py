@@ -90,11 +90,17 @@ class ChatSession:
 
     # -- a turn -------------------------------------------------------------------------------
 
+    def _program_sandbox(self):
+        # For the incumbent's program strategies (agent/strategies.py), made on first use.
+        from tools.sandbox import Sandbox
+
+        return Sandbox(self.settings.sandbox)
+
     def _solver_for(self, policy):
         if self._solvers is None:
             from agent.attempt import Solvers
 
-            self._solvers = Solvers(self.settings, self.model, self.tools)
+            self._solvers = Solvers(self.settings, self.model, self.tools, sandbox=self._program_sandbox)
         return self._solvers.for_policy(policy)
 
     def _show_event(self, kind: str, data: dict[str, Any]) -> None:

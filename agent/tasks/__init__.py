@@ -5,6 +5,10 @@
 - "arith": unlimited procedural arithmetic word problems (agent/tasks/arith.py);
 - "code": Python function-writing tasks checked by unit tests in the sandbox (agent/tasks/code.py);
 - "file": the user's JSONL task file (agent/tasks/userfile.py, format in docs/tasks.md).
+
+How a task is solved follows its `kind`, not its suite: a "code" task from any suite or file is
+solved by writing the function (agent/strategies.py). agent/tasks/data/functions.jsonl is a code
+task file of our own (32 functions with doctest examples and hidden tests) for `--tasks`.
 """
 
 from __future__ import annotations
