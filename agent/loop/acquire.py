@@ -31,7 +31,7 @@ def pick_train_tasks(rt: Runtime, run_id: str, cycle: int, n: int):
 
 def acquire(rt: Runtime, *, run_id: str, cycle: int, policy) -> dict:
     spec = PolicySpec.model_validate(policy.spec)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
+    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id, spec.adapter)
     tasks = pick_train_tasks(rt, run_id, cycle, rt.settings.loop.train_per_cycle)
     attempts = rt.settings.loop.attempts
     passed = total = 0

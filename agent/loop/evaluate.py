@@ -41,7 +41,7 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
         run_id = run.id
         done = {r.task_id: r.correct for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
     spec = spec_of(policy)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id)
+    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id, spec.adapter)
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,

@@ -27,16 +27,17 @@ class Runtime:
     log: Callable[[str, dict[str, Any]], None] = lambda event, data: None
     _solvers: dict[tuple, Solver] = field(default_factory=dict)
 
-    def solver(self, max_steps: int, tool_names: tuple[str, ...], model_id: str = "") -> Solver:
-        key = (max_steps, tool_names, model_id)
+    def solver(self, max_steps: int, tool_names: tuple[str, ...], model_id: str = "", adapter: str = "") -> Solver:
+        key = (max_steps, tool_names, model_id, adapter)
         if key not in self._solvers:
             chosen = [t for t in self.tools if t.name in tool_names]
             model = self.model
-            if model_id and model_id != getattr(self.model, "name", ""):
-                # A fine-tuned policy runs on its own model id at the same endpoint.
+            if (model_id and model_id != getattr(self.model, "name", "")) or adapter:
+                # A fine-tuned policy runs on its own model id at the same endpoint, or on the
+                # embedded model with its LoRA adapter applied.
                 from agent.model.llm import make_model
 
-                model = make_model(self.settings, model_id=model_id)
+                model = make_model(self.settings, model_id=model_id, adapter=adapter)
             self._solvers[key] = Solver(model, chosen, max_steps=max_steps,
                                         max_tokens_per_task=self.settings.loop.max_tokens_per_task,
                                         input_chars=1500 if self._code else 400,

@@ -54,6 +54,14 @@ def update(rt: Runtime, *, cycle: int, incumbent) -> dict:
         tuned = spec.model_copy(update={"model_id": model_id})
         candidate = create_candidate(rt.store, incumbent, tuned, note=f"cycle {cycle}, fine-tuned")
         result.update(candidate_id=candidate.id, changed=True, finetuned_model=model_id)
+    if loop.finetune == "local":
+        from agent.model.adapters import finetune_local
+
+        ref = finetune_local(rt.settings, rt.store)
+        if ref:
+            candidate = create_candidate(rt.store, incumbent, spec.model_copy(update={"adapter": ref}),
+                                         note=f"cycle {cycle}, LoRA {ref[7:19]}")
+            result.update(candidate_id=candidate.id, changed=True, adapter=ref)
     return result
 
 
