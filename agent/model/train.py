@@ -55,7 +55,7 @@ class TrainConfig(BaseModel):
     max_minutes: float = 0.0
     checkpoint_every: int = 10
     seed: int = 0
-    threads: int = 0  # 0: all cores this process may use
+    threads: int = 0  # 0: chosen from free cores, as for llama.cpp (agent/model/local_model.py)
 
 
 @dataclass
@@ -207,8 +207,10 @@ def train_lora(base_dir: Path, conversations: Sequence[Sequence[dict[str, str]]]
     if not conversations:
         raise ConfigError("no training examples: in-weight updates need verified train solutions")
     torch.manual_seed(cfg.seed)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    from agent.model.local_model import choose_threads
+
+    # Same load-aware choice as llama.cpp's: oversubscribed cores make every step far slower.
+    torch.set_num_threads(choose_threads(cfg.threads))
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     encoded = [encode_chat(tok, c, cfg.max_len) for c in conversations]
     encoded = [e for e in encoded if any(label != -100 for label in e.labels)]
