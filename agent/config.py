@@ -4,11 +4,17 @@ Everything else in evolve receives a `Settings` object. Sources, highest priorit
 explicit keyword arguments, `EVOLVE_*` environment variables (nested groups use a double
 underscore: `EVOLVE_MODEL__BASE_URL`), `evolve.toml` (path from `EVOLVE_CONFIG`, else
 `./evolve.toml`, else `<home>/evolve.toml`), then the defaults below.
+
+A `./evolve.toml` comes with whatever directory the user is in, e.g. a cloned project, so it
+may not set the keys that decide where the API key goes, what the browser may reach or whether
+model code runs unisolated (`LOCAL_CONFIG_GUARDED`) unless EVOLVE_TRUST_LOCAL_CONFIG=1; the
+files the user chose (EVOLVE_CONFIG, <EVOLVE_HOME>/evolve.toml) may.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +56,10 @@ class ModelSettings(BaseModel):
     # "native": send tools=...; "json": constrain output to a tool-call JSON schema;
     # "auto": native for remote endpoints, json for the embedded model.
     tool_mode: Literal["auto", "native", "json"] = "auto"
+    # How an endpoint is asked for schema-shaped JSON: "auto" probes once and caches the result
+    # (EVOLVE_HOME/endpoints.json); or force "json_schema" (OpenAI), "json_object" (llama.cpp's
+    # server, schema inside), "tools" (a forced tool call), "prompt" (schema in the prompt only).
+    structured_output: Literal["auto", "json_schema", "json_object", "tools", "prompt"] = "auto"
     timeout_s: float = 120.0
     max_retries: int = 5
     retry_max_wait_s: float = 30.0
@@ -116,6 +126,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml = _config_file()
+        if toml is not None and toml == Path("evolve.toml"):
+            _check_local_config(toml)
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
@@ -167,6 +179,33 @@ def _config_file() -> Path | None:
     if home and (Path(home) / "evolve.toml").is_file():
         return Path(home) / "evolve.toml"
     return None
+
+
+# Keys a working-directory evolve.toml may not set without EVOLVE_TRUST_LOCAL_CONFIG=1.
+LOCAL_CONFIG_GUARDED = (
+    "model.base_url", "model.api_key", "browser.allow_hosts", "browser.chromium_path",
+    "sandbox.allow_unsafe", "database_url",
+)
+TRUST_LOCAL_VARIABLE = "EVOLVE_TRUST_LOCAL_CONFIG"
+
+
+def _check_local_config(path: Path) -> None:
+    if os.environ.get(TRUST_LOCAL_VARIABLE, "") == "1":
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path.resolve()} cannot be read as TOML ({exc}); fix or remove it") from None
+    for key in LOCAL_CONFIG_GUARDED:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            raise ConfigError(
+                f"{path.resolve()} (in the current directory) sets {key}, which only a config file "
+                f"you chose may set: set {TRUST_LOCAL_VARIABLE}=1 to trust it, or move the key to "
+                "the file named by EVOLVE_CONFIG or to <EVOLVE_HOME>/evolve.toml"
+            )
 
 
 def runtime_threads_env() -> dict[str, str]:

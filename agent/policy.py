@@ -106,14 +106,7 @@ def rollback(store, to: str | None = None) -> Promotion:
     """Move the incumbent back: to `to`, or to the policy the last promotion replaced."""
     current = store.get_pointer(INCUMBENT)
     if to is None:
-        from sqlmodel import select
-
-        with store.session() as s:
-            last = s.exec(
-                select(Promotion).where(Promotion.decision == "promote",
-                                        Promotion.incumbent_after == current)
-                .order_by(Promotion.id.desc())
-            ).first()
+        last = store.last_promotion_to(current)
         if last is None:
             raise ConfigError(f"incumbent {current!r} was not reached by a promotion; name a policy: "
                               f"`evolve policy rollback --to ID`")

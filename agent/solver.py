@@ -20,6 +20,7 @@ from agent import prompts
 from agent.errors import OutputParseError
 from agent.model.llm import ChatModel, Usage
 from agent.policy import PolicySpec
+from memory.trajectory import Action, Observation, ParseError, Prompt, Settled, Step, Thought, Trajectory
 
 FINAL = "final_answer"
 Event = Callable[[str, dict[str, Any]], None]
@@ -55,10 +56,29 @@ class Context:
     experience_ids: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Options:
+    """Per-solve settings, from the policy and the task's kind (never the suite's name)."""
+
+    temperature: float = 0.0
+    think: bool = True
+    # Numeric tasks: reasoning that already states its answer ("The answer is 22", a boxed
+    # number) ends the episode without an act turn. Measured on the 0.5B model, the act turn
+    # after a finished derivation often called the calculator on a sub-step and lost the answer.
+    numeric_answers: bool = True
+    input_chars: int = 400
+
+    @classmethod
+    def of(cls, policy: PolicySpec, kind: str = "qa") -> Options:
+        code = kind == "code"
+        return cls(temperature=policy.temperature, think=policy.think_first,
+                   numeric_answers=not code, input_chars=1500 if code else 400)
+
+
 @dataclass
 class SolveResult:
     final_answer: str
-    trajectory: list[dict[str, Any]]
+    trajectory: Trajectory
     steps: int
     usage: Usage
     forced: bool = False
@@ -67,31 +87,34 @@ class SolveResult:
 
 class SolverState(TypedDict, total=False):
     messages: list[dict[str, Any]]
-    trajectory: list[dict[str, Any]]
+    trajectory: list[Step]
     steps: int
     tokens: int
-    pending: dict[str, Any] | None
+    usage: Usage
+    pending: Action | None
     final: str | None
     forced: bool
+    options: Options
+    on_event: Event
+
+
+def _quiet(kind: str, data: dict[str, Any]) -> None:
+    pass
 
 
 class Solver:
+    """Built once per (model, tools, step budget) and shared: everything that varies per
+    solve (temperature, think-first, answer kind, event sink) travels in the graph state."""
+
     def __init__(self, model: ChatModel, tools: Sequence, *, max_steps: int = 4,
                  max_tokens_per_task: int = 2048, max_tokens_per_step: int = 400,
-                 thought_chars: int = 700, input_chars: int = 400, numeric_answers: bool = True,
-                 on_event: Event | None = None) -> None:
-        # Numeric tasks: reasoning that already states its answer ("The answer is 22", a boxed
-        # number) ends the episode without an act turn. Measured on the 0.5B model, the act turn
-        # after a finished derivation often called the calculator on a sub-step and lost the answer.
-        self.numeric_answers = numeric_answers
+                 thought_chars: int = 700) -> None:
         self.thought_chars = thought_chars
-        self.input_chars = input_chars
         self.model = model
         self.tools = {t.name: t for t in tools}
         self.max_steps = max_steps
         self.max_tokens_per_task = max_tokens_per_task
         self.max_tokens_per_step = max_tokens_per_step
-        self.on_event = on_event or (lambda kind, data: None)
         self._graph = self._build()
 
     # --------------------------------------------------------------- graph
@@ -115,63 +138,73 @@ class Solver:
         return "model"
 
     def _model_node(self, state: SolverState) -> SolverState:
+        opts, emit = state["options"], state["on_event"]
         steps = state["steps"] + 1
         final_only = steps >= self.max_steps or state["tokens"] >= self.max_tokens_per_task
         messages = list(state["messages"])
         trajectory = list(state["trajectory"])
-        tokens = state["tokens"]
+        tokens, usage = state["tokens"], state["usage"]
         if final_only and steps > 1 and not state.get("forced"):
             messages.append({"role": "user", "content": prompts.FORCE_FINAL})
-        if self._think:
+        if opts.think:
             # Reason in free text first: small models reason far better unconstrained than inside
             # a JSON string (measured on the 0.5B: LaTeX, runaway strings), then act in JSON.
             thought = self.model.complete(messages, max_tokens=self.max_tokens_per_step,
-                                          temperature=self._temperature)
+                                          temperature=opts.temperature)
             tokens += thought.usage.total_tokens
+            usage = usage + thought.usage
             messages.append({"role": "assistant", "content": thought.text})
-            trajectory.append({"type": "thought", "text": thought.text})
-            self.on_event("thought", {"text": thought.text})
-            concluded = self._concluded(thought.text)
+            trajectory.append(Thought(text=thought.text))
+            emit("thought", {"text": thought.text})
+            concluded = self._concluded(thought.text, opts)
             if concluded is not None:
-                action = {"thought": "", "action": FINAL, "input": concluded}
-                trajectory.append({"type": "action", "from": "thought", **action})
-                self.on_event("action", action)
+                action = Action(action=FINAL, input=concluded, source="thought")
+                trajectory.append(action)
+                emit("action", _event(action))
                 return {"messages": messages, "trajectory": trajectory, "steps": steps, "tokens": tokens,
-                        "forced": final_only, "final": concluded, "pending": None}
+                        "usage": usage, "forced": final_only, "final": concluded, "pending": None}
             ask = prompts.ACT_FINAL if final_only else prompts.act(list(self.tools.values()))
             act_messages = [*messages, {"role": "user", "content": ask}]
         else:
             act_messages = messages
-        schema = action_schema(list(self.tools), final_only=final_only, with_thought=not self._think,
-                               thought_chars=self.thought_chars, input_chars=self.input_chars)
+        schema = action_schema(list(self.tools), final_only=final_only, with_thought=not opts.think,
+                               thought_chars=self.thought_chars, input_chars=opts.input_chars)
         try:
             # The act turn only names an action; schema_token_budget lifts this to fit maxLength.
             out = self.model.complete(act_messages, schema=schema,
-                                      max_tokens=64 if self._think else self.max_tokens_per_step,
-                                      temperature=self._temperature)
+                                      max_tokens=64 if opts.think else self.max_tokens_per_step,
+                                      temperature=opts.temperature)
             tokens += out.usage.total_tokens
+            usage = usage + out.usage
             action = _validate_action(out.parsed, self.tools)
         except OutputParseError as exc:
             raw = exc.raw[:2000]
-            trajectory.append({"type": "parse_error", "error": str(exc), "raw": raw})
-            self.on_event("parse_error", {"error": str(exc)})
-            if self._think:
+            trajectory.append(ParseError(error=str(exc), raw=raw))
+            emit("parse_error", {"error": str(exc)})
+            if opts.think:
                 # The reasoning is kept: the next step continues from it.
                 messages.append({"role": "user", "content": prompts.parse_error(str(exc))})
             else:
                 messages += [{"role": "assistant", "content": raw or "(empty)"},
                              {"role": "user", "content": prompts.parse_error(str(exc))}]
-            return {"messages": messages, "trajectory": trajectory, "steps": steps,
+            # A reply that failed to parse still spent its tokens; the model layer does not
+            # return usage with the error, so its length stands in.
+            return {"messages": messages, "trajectory": trajectory, "steps": steps, "usage": usage,
                     "tokens": tokens + len(raw) // 4, "pending": None, "forced": final_only}
-        trajectory.append({"type": "action", **action})
-        self.on_event("action", action)
-        if self._think:
+        if action.action != FINAL:
+            tool = self.tools[action.action]
+            action.call_id = f"call_{len(trajectory)}"
+            args = _arguments_for(tool, action.input)
+            action.arguments = json.dumps(args) if isinstance(args, dict) else action.input
+        trajectory.append(action)
+        emit("action", _event(action))
+        if opts.think:
             messages.append({"role": "user", "content": ask})
-        messages.append({"role": "assistant", "content": json.dumps(action)})
+        messages.append({"role": "assistant", "content": json.dumps(_event(action))})
         update: SolverState = {"messages": messages, "trajectory": trajectory, "steps": steps,
-                               "tokens": tokens, "forced": final_only}
-        if action["action"] == FINAL:
-            update["final"] = self._settle(action["input"], trajectory)
+                               "tokens": tokens, "usage": usage, "forced": final_only}
+        if action.action == FINAL:
+            update["final"] = self._settle(action.input, trajectory)
             update["pending"] = None
         else:
             update["pending"] = action
@@ -179,20 +212,20 @@ class Solver:
 
     def _tool_node(self, state: SolverState) -> SolverState:
         action = state["pending"]
-        tool = self.tools[action["action"]]
+        tool = self.tools[action.action]
         started = time.perf_counter()
-        result = tool.invoke(_arguments_for(tool, action["input"]))
-        observation = {"type": "observation", "tool": tool.name, "ok": result.ok,
-                       "content": result.content[:4000], "untrusted": result.untrusted,
-                       "seconds": round(time.perf_counter() - started, 4)}
-        self.on_event("observation", observation)
+        result = tool.invoke(_arguments_for(tool, action.input))
+        observation = Observation(tool=tool.name, ok=result.ok, content=result.content[:4000],
+                                  untrusted=result.untrusted, call_id=action.call_id,
+                                  seconds=round(time.perf_counter() - started, 4))
+        state["on_event"]("observation", observation.model_dump(exclude={"kind", "call_id"}))
         text = prompts.observation(tool.name, result.content[:4000], ok=result.ok,
                                    untrusted=result.untrusted)
         return {"messages": [*state["messages"], {"role": "user", "content": text}],
                 "trajectory": [*state["trajectory"], observation], "pending": None}
 
-    def _concluded(self, text: str) -> str | None:
-        if not self.numeric_answers:
+    def _concluded(self, text: str, opts: Options) -> str | None:
+        if not opts.numeric_answers:
             return None
         from agent.tasks.answers import extract_answer, marked_answer
 
@@ -202,7 +235,7 @@ class Solver:
         value = extract_answer(text)
         return value or None
 
-    def _settle(self, answer: str, trajectory: list[dict[str, Any]]) -> str:
+    def _settle(self, answer: str, trajectory: list[Step]) -> str:
         """A final answer written as arithmetic ("7 * 5 + 14") is worked out by the calculator:
         the 0.5B model often stops one evaluation short of the number."""
         calc = self.tools.get("calculator")
@@ -211,24 +244,23 @@ class Solver:
             return answer
         result = calc.invoke({"expression": stripped})
         if result.ok:
-            trajectory.append({"type": "settled", "expression": stripped, "value": result.content})
+            trajectory.append(Settled(expression=stripped, value=result.content))
             return result.content
         return answer
 
     # --------------------------------------------------------------- entry point
 
-    def solve(self, question: str, policy: PolicySpec, context: Context | None = None) -> SolveResult:
+    def solve(self, question: str, policy: PolicySpec, context: Context | None = None, *,
+              kind: str = "qa", on_event: Event | None = None) -> SolveResult:
         context = context or Context()
-        self._temperature = policy.temperature
-        self._think = policy.think_first
+        emit = on_event or _quiet
         system = prompts.system_message(policy, list(self.tools.values()), insights=context.insights,
                                         exemplars=context.exemplars, skills=context.skills)
-        start_usage = Usage()
-        start_usage.add(self.model.usage)
         state: SolverState = {
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
-            "trajectory": [{"type": "prompt", "system": system, "question": question}],
-            "steps": 0, "tokens": 0, "pending": None, "final": None, "forced": False,
+            "trajectory": [Prompt(system=system, question=question)],
+            "steps": 0, "tokens": 0, "usage": Usage(), "pending": None, "final": None, "forced": False,
+            "options": Options.of(policy, kind), "on_event": emit,
         }
         # Each step is a model node plus at most one tool node.
         # Run in an empty context: invoked inside a node of the checkpointed loop, the subgraph
@@ -236,25 +268,20 @@ class Solver:
         # resume, replay a stale earlier solve instead of solving (seen in the kill tests).
         final_state = contextvars.Context().run(
             self._graph.invoke, state, {"recursion_limit": 2 * self.max_steps + 6})
-        used = Usage(
-            prompt_tokens=self.model.usage.prompt_tokens - start_usage.prompt_tokens,
-            completion_tokens=self.model.usage.completion_tokens - start_usage.completion_tokens,
-            latency_s=self.model.usage.latency_s - start_usage.latency_s,
-            calls=self.model.usage.calls - start_usage.calls,
-        )
         final = final_state.get("final")
-        self.on_event("final", {"answer": final or ""})
+        emit("final", {"answer": final or ""})
         return SolveResult(
-            final_answer=final or "", trajectory=final_state["trajectory"], steps=final_state["steps"],
-            usage=used, forced=bool(final_state.get("forced")),
+            final_answer=final or "", trajectory=Trajectory(steps=final_state["trajectory"]),
+            steps=final_state["steps"], usage=final_state["usage"], forced=bool(final_state.get("forced")),
             error="" if final is not None else "no final answer within the step budget",
         )
 
-    _temperature: float = 0.0
-    _think: bool = True
+
+def _event(action: Action) -> dict[str, str]:
+    return {"thought": action.thought, "action": action.action, "input": action.input}
 
 
-def _validate_action(parsed: Any, tools: dict) -> dict[str, str]:
+def _validate_action(parsed: Any, tools: dict) -> Action:
     if not isinstance(parsed, dict):
         raise OutputParseError("expected a JSON object", raw=json.dumps(parsed))
     action = parsed.get("action")
@@ -264,7 +291,7 @@ def _validate_action(parsed: Any, tools: dict) -> dict[str, str]:
     value = parsed.get("input", "")
     if not isinstance(value, str):
         value = json.dumps(value)
-    return {"thought": str(parsed.get("thought", "")), "action": action, "input": value}
+    return Action(thought=str(parsed.get("thought", "")), action=action, input=value)
 
 
 def _arguments_for(tool, text: str) -> dict[str, Any] | str:

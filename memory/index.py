@@ -55,6 +55,22 @@ def _chroma_settings():
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
+def _ensure_database(host: str, port: int, ssl: bool, name: str) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    admin = chromadb.AdminClient(ChromaSettings(anonymized_telemetry=False, chroma_api_impl="chromadb.api.fastapi.FastAPI",
+                                                chroma_server_host=host, chroma_server_http_port=port,
+                                                chroma_server_ssl_enabled=ssl))
+    try:
+        admin.get_database(name)
+    except Exception:  # NotFoundError; another process may create it between these two calls
+        try:
+            admin.create_database(name)
+        except Exception:
+            admin.get_database(name)  # raises if it truly cannot be had
+
+
 class ExperienceIndex:
     def __init__(self, settings, *, embedder_id: Callable[[], str], dim: Callable[[], int],
                  embedding_function=None) -> None:
@@ -92,8 +108,15 @@ class ExperienceIndex:
 
         if self._url:
             u = urlparse(self._url)
-            return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or (443 if u.scheme == "https" else 8000),
-                                       ssl=u.scheme == "https", settings=_chroma_settings())
+            host, port = u.hostname or "localhost", u.port or (443 if u.scheme == "https" else 8000)
+            # A path names a Chroma database on the server (http://host:port/<name>), so several
+            # evolve stores can share one server; it is created on first use.
+            database = u.path.strip("/")
+            if database:
+                _ensure_database(host, port, u.scheme == "https", database)
+                return chromadb.HttpClient(host=host, port=port, ssl=u.scheme == "https", database=database,
+                                           settings=_chroma_settings())
+            return chromadb.HttpClient(host=host, port=port, ssl=u.scheme == "https", settings=_chroma_settings())
         self._path.mkdir(parents=True, exist_ok=True)
         if (self._path / "chroma.sqlite3").exists():
             return chromadb.PersistentClient(path=str(self._path), settings=_chroma_settings())

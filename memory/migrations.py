@@ -71,9 +71,41 @@ def _v2_experience_vectors_and_usage(conn: Connection) -> None:
             index.create(conn)
 
 
+def _v3_typed_trajectories(conn: Connection) -> None:
+    # Episodes stored before memory/trajectory.py hold dicts keyed by "type" (or "role"):
+    # rewrite each as typed steps so every reader sees one shape.
+    import json
+
+    from memory.trajectory import is_legacy, upgrade_legacy
+
+    episode = SQLModel.metadata.tables["episode"]
+    rows = conn.execute(episode.select().with_only_columns(episode.c.id, episode.c.trajectory)).all()
+    for episode_id, items in rows:
+        if isinstance(items, (str, bytes)):
+            items = json.loads(items)
+        if isinstance(items, list) and is_legacy(items):
+            conn.execute(episode.update().where(episode.c.id == episode_id)
+                         .values(trajectory=upgrade_legacy(items)))
+
+
+def _v4_queue_leases(conn: Connection) -> None:
+    # Several workers on one queue: a running item names its worker and its lease's end.
+    if not _has_column(conn, "queueitem", "worker"):
+        conn.execute(text("ALTER TABLE queueitem ADD COLUMN worker VARCHAR NOT NULL DEFAULT ''"))
+    if not _has_column(conn, "queueitem", "lease_until"):
+        conn.execute(text("ALTER TABLE queueitem ADD COLUMN lease_until "
+                          + ("DATETIME" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE")))
+    if not _has_column(conn, "queueitem", "claims"):
+        conn.execute(text("ALTER TABLE queueitem ADD COLUMN claims INTEGER NOT NULL DEFAULT 0"))
+    if not _has_index(conn, "queueitem", "ix_queueitem_lease_until"):
+        conn.execute(text("CREATE INDEX ix_queueitem_lease_until ON queueitem (lease_until)"))
+
+
 STEPS: list[Step] = [
     Step(1, "initial", _v1_initial),
     Step(2, "experience_vectors_and_usage", _v2_experience_vectors_and_usage),
+    Step(3, "typed_trajectories", _v3_typed_trajectories),
+    Step(4, "queue_leases", _v4_queue_leases),
 ]
 LATEST = STEPS[-1].version
 

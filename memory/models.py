@@ -195,3 +195,8 @@ class QueueItem(SQLModel, table=True):
     episode_id: Optional[int] = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Schema v3. Who holds a running item and until when: several workers share one queue, and
+    # a claim whose lease ran out (its worker died) is taken over by the next claimer.
+    worker: str = ""
+    lease_until: Optional[datetime] = Field(default=None, index=True)
+    claims: int = 0

@@ -14,3 +14,6 @@ class MemorySettings(BaseModel):
     chroma_url: str = ""
     dedup_threshold: float = 0.95
     embedding_batch: int = 32
+    # How long a worker's claim on a queue item lasts without renewal (it renews at every
+    # solver step); after that another worker may take the item over.
+    queue_lease_s: float = 900.0

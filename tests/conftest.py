@@ -28,3 +28,7 @@ def settings(tmp_path) -> Settings:
     s = Settings(home=tmp_path / "home")
     s.ensure_dirs()
     return s
+
+
+# PostgreSQL and Chroma server fixtures for the multi-worker tests (tests/services.py).
+from tests.services import chroma_url, pg_url, services  # noqa: E402,F401

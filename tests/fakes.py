@@ -11,16 +11,31 @@ from agent.model.llm import Completion, Message, ToolCall, Usage, _calls_from_ob
 Step = Any  # str | dict | ToolCall | list[ToolCall] | BaseException | Callable
 
 
+class TickClock:
+    """A clock that moves `step` seconds each time it is read: latencies without sleeping."""
+
+    def __init__(self, step: float = 0.01, start: float = 0.0) -> None:
+        self.step = step
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 class ScriptedModel:
     """A ChatModel that answers from a script, or from a function of the messages.
 
     A step may be: a string (the reply text; decoded when a schema or tools were given), a
     dict (a decoded structured reply), a ToolCall or list of them, an exception (raised), or a
-    callable `(messages, kwargs) -> step`. Every call is recorded in `.calls`.
+    callable `(messages, kwargs) -> step`. Every call is recorded in `.calls`, and its usage
+    carries a latency read from `clock` (by default a TickClock: each call takes 0.01 s).
     """
 
     def __init__(self, script: Iterable[Step] | Callable[[list[Message], dict], Step],
-                 *, name: str = "scripted", fingerprint: str = "fake:scripted") -> None:
+                 *, name: str = "scripted", fingerprint: str = "fake:scripted",
+                 clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or TickClock()
         self._fn = script if callable(script) else None
         self._steps = None if callable(script) else list(script)
         self.name = name
@@ -46,6 +61,7 @@ class ScriptedModel:
                  max_tokens=None, temperature=None, stop=None, seed=None) -> Completion:
         kwargs = dict(schema=schema, tools=tools, tool_choice=tool_choice, max_tokens=max_tokens,
                       temperature=temperature, stop=stop, seed=seed)
+        started = self.clock()
         step = self._next(list(messages), kwargs)
         prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
         result = Completion(text="", usage=Usage(calls=1), model=self.name, fingerprint=self.fingerprint)
@@ -64,16 +80,18 @@ class ScriptedModel:
         if tools and result.parsed is not None and not result.tool_calls:
             names = {t.get("function", t)["name"] for t in tools}
             result.tool_calls, result.text = _calls_from_object(result.parsed, names)
-        result.usage = Usage(prompt_tokens=prompt_tokens,
-                             completion_tokens=max(1, len(result.text) // 4), calls=1)
+        result.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max(1, len(result.text) // 4),
+                             latency_s=self.clock() - started, calls=1)
         self.usage.add(result.usage)
         return result
 
     def stream(self, messages: Sequence[Message], *, max_tokens=None, temperature=None,
                stop=None) -> Iterator[str]:
+        started = self.clock()
         step = self._next(list(messages), dict(max_tokens=max_tokens, stream=True))
         text = str(step)
         pieces = text.split(" ")
         for i, word in enumerate(pieces):
             yield word if i == len(pieces) - 1 else word + " "
-        self.usage.add(Usage(prompt_tokens=1, completion_tokens=len(pieces), calls=1))
+        self.usage.add(Usage(prompt_tokens=1, completion_tokens=len(pieces), latency_s=self.clock() - started,
+                             calls=1))

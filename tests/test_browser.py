@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 
 from agent.config import BrowserSettings, Settings
 from tools.browser import Browser, extract_page
+from tools.netguard import FetchResult
 from tools.registry import default_tools, main_fetch
 # The same local test server as the netguard tests: one fixture serves both modules.
 from tests.test_netguard import server  # noqa: F401  (pytest fixture)
@@ -118,3 +120,37 @@ def test_registry_tools_share_one_browser(server: str, tmp_path) -> None:
     assert status == 0 and "Welcome to the test page" in text
     status, text = main_fetch("http://10.0.0.1/", settings)
     assert status == 1 and "private" in text
+
+
+# -- issue 13 §3: extraction bounded in size, time and memory ------------------------------------
+
+def _html_browser(html: str, **settings) -> Browser:
+    def fetcher(url: str) -> FetchResult:
+        return FetchResult(url=url, status=200, content_type="text/html", body=html.encode(), charset="utf-8")
+
+    return Browser(BrowserSettings(**settings), fetcher=fetcher)
+
+
+def test_300000_unclosed_tags_are_cut_and_extracted_quickly() -> None:
+    html = "<html><body><p>visible start</p>" + "<div>" * 300_000  # 1.5 MB, under the size cap
+    start = time.perf_counter()
+    result = _html_browser(html).open("http://a.test/")
+    took = time.perf_counter() - start
+    assert result.ok and "visible start" in result.content and "cut after its first 20000 tags" in result.content
+    assert took < 4 * BrowserSettings().extract_timeout_s + 2  # the wall-clock backstop
+
+
+def test_extraction_time_limit_ends_in_a_clear_error() -> None:
+    html = "<html><body>" + "<p>word " * 19_000  # about 2 s of CPU to extract
+    start = time.perf_counter()
+    result = _html_browser(html, extract_timeout_s=0.05).open("http://a.test/")
+    assert not result.ok and "could not be read" in result.content and "took longer than" in result.content
+    assert time.perf_counter() - start < 4 * 0.05 + 2
+
+
+def test_extraction_memory_limit_ends_in_a_clear_error() -> None:
+    # 8 MB of text is copied several times over by the parsers: far beyond 1 MB more than
+    # the process already has (and whatever free heap the child inherits).
+    html = "<html><body><p>" + "word " * 1_600_000
+    result = _html_browser(html, extract_memory_mb=1, extract_timeout_s=60, max_bytes=10_000_000).open("http://a.test/")
+    assert not result.ok and "could not be read" in result.content and "memory" in result.content, result.content

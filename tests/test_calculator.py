@@ -119,6 +119,14 @@ MALICIOUS = [
     ("1e3000*1e3000", "too large"),
     ("1 000", "unexpected"),
     ("1.5e400 * 1.0 + sin(1)", "too large"),
+    # issue 13: str.isdigit() accepted these and int() then raised an uncaught ValueError
+    ("2²", "unexpected character '²'"),
+    ("2³ + 1", "unexpected character '³'"),
+    ("x²", "unexpected character '²'"),
+    ("١٢ + 1", "unexpected character"),  # Arabic-Indic digits
+    ("１+1", "unexpected character"),  # full-width digit
+    ("1e²", "unexpected"),
+    ("1,00٣", "unexpected"),
 ]
 
 

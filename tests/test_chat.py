@@ -61,7 +61,7 @@ def test_a_turn_shows_tools_streams_and_stores_a_pending_episode(session):
     assert (ep.verdict, ep.source, ep.final_answer) == ("pending", "chat", "408")
     task = session.store.get_task(ep.task_id)
     assert (task.origin, task.split, task.suite) == ("user", "train", "chat")
-    assert ep.trajectory[-1] == {"type": "reply", "text": "It comes to 408."}
+    assert ep.trajectory[-1] == {"kind": "reply", "text": "It comes to 408."}
 
 
 def test_ratings_become_feedback(session):

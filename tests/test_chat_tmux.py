@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.security_env import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,7 +67,13 @@ def _slow_words(n: int) -> str:
 # ---------------------------------------------------------------- tests
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+
+
+@pytest.fixture(autouse=True)
+def _require_tmux() -> None:
+    # Fails in CI (CI=true); skips only with EVOLVE_TEST_ALLOW_SKIP=1 on a developer machine.
+    if TMUX is None:
+        missing("tmux is not installed (apt-get install tmux)")
 
 
 class Term:

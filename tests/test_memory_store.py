@@ -13,7 +13,9 @@ from agent.config import Settings
 from agent.errors import IntegrityError
 from memory.embeddings import HashEmbedder
 from memory.models import EvalRun, Episode, Experience, Policy, Task
+from memory.migrations import LATEST
 from memory.store import Store, digest_of
+from memory.trajectory import Action, Observation, Prompt, Thought, Trajectory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -148,6 +150,25 @@ def test_retrieve_ranks_by_similarity_then_usefulness(store):
     assert store.retrieve("exemplar", "multiply six by seven", 1)[0].id == c.id
 
 
+def test_retrieve_within_a_memory_snapshot_never_under_fetches(store):
+    # A policy sees only experiences up to its snapshot id, however many newer, closer ones exist.
+    old = [add(store, f"Q: add {a} and {b}", key=f"add {a} and {b}") for a, b in (("seven", "nine"), ("eight", "one"))]
+    snapshot = store.max_experience_id()
+    assert snapshot == old[-1].id
+    words = "red green blue cyan teal pink gold gray navy lime plum rose sand snow wine mint jade ruby onyx opal"
+    for i, w in enumerate(words.split()):
+        assert add(store, f"Q: add two and three {w} v{i}", key=f"add two and three {w} v{i}") is not None
+    newest = store.retrieve("exemplar", "add two and three", 2)
+    assert all(r.id > snapshot for r in newest)
+    got = store.retrieve("exemplar", "add two and three", 2, max_id=snapshot)
+    assert sorted(r.id for r in got) == sorted(r.id for r in old)
+    from agent.attempt import build_context
+    from agent.policy import PolicySpec
+
+    ctx = build_context(store, PolicySpec(exemplars_k=2, memory_snapshot=snapshot), "add two and three")
+    assert sorted(ctx.experience_ids) == sorted(r.id for r in old)
+
+
 def test_usefulness_breaks_ties(store):
     a = add(store, "Rule one: check units.", kind="insight", key="check the units")
     b = add(store, "Rule two: check units carefully.", kind="insight", key="units the check", trust="verified")
@@ -225,7 +246,7 @@ def test_stats_and_search(store):
     add(store, "Q: add two and three\nA: 5", key="add two and three")
     add(store, "Untrusted tip from a page.", kind="insight", trust="untrusted")
     st = store.stats()
-    assert st["schema_version"] == 2
+    assert st["schema_version"] == LATEST
     assert st["experiences_active"] == {"exemplar/train/verified": 1, "insight/train/untrusted": 1}
     assert st["index"] == {"exp-exemplar-train-verified": 1, "exp-insight-train-untrusted": 1}
     assert st["tasks"] == {"dev": 2, "test": 1, "train": 2}
@@ -263,8 +284,11 @@ def test_changing_embedder_rebuilds_index(tmp_path):
 
 def test_training_export_only_passing_train_episodes(store, tmp_path):
     episode(store, "arith/train/1", "t-pass", final_answer="5",
-            trajectory=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "add two and three"},
-                        {"role": "assistant", "content": "5", "extra": "dropped"}])
+            trajectory=Trajectory(steps=[
+                Prompt(system="be brief", question="add two and three"), Thought(text="Two plus three."),
+                Action(action="calculator", input="2+3", call_id="c1", arguments='{"expression": "2+3"}'),
+                Observation(tool="calculator", content="5", call_id="c1"),
+                Action(action="final_answer", input="5")]).to_stored())
     episode(store, "arith/train/2", "t-fail", verdict="fail", final_answer="41")
     episode(store, "arith/dev/1", "d-pass", split="dev", final_answer="8")
     episode(store, "arith/test/1", "x-pass", split="test", final_answer="8")
@@ -273,8 +297,11 @@ def test_training_export_only_passing_train_episodes(store, tmp_path):
     out = tmp_path / "ft" / "train.jsonl"
     assert store.export_training_data(out) == 2
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    call = {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+3"}'}}
     assert lines[0]["messages"] == [{"role": "system", "content": "be brief"},
                                     {"role": "user", "content": "add two and three"},
+                                    {"role": "assistant", "content": "Two plus three.", "tool_calls": [call]},
+                                    {"role": "tool", "tool_call_id": "c1", "content": "5"},
                                     {"role": "assistant", "content": "5"}]
     assert lines[1]["messages"] == [{"role": "user", "content": "multiply six by seven"},
                                     {"role": "assistant", "content": "42"}]
@@ -385,13 +412,14 @@ def test_upgrade_from_stored_v1_database(tmp_path):
     settings = make_settings(tmp_path)
     shutil.copy(FIXTURES / "store_v1.sqlite", settings.home / "evolve.db")
     st = Store(settings, embedder=HashEmbedder())
-    assert st.stats()["schema_version"] == 2
+    assert st.stats()["schema_version"] == LATEST
     with st.engine.connect() as conn:
         versions = [r[0] for r in conn.exec_driver_sql("SELECT version FROM evolve_schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == list(range(1, LATEST + 1))
     # Old rows are intact, get vectors on first use of the index, and the firewall holds.
     assert st.get_pointer("incumbent") == "p1-aaaaaaaa"
-    assert st.episode_by_key("c1/acquire/arith/train/1/0").trajectory[1]["content"] == "5"
+    old = Trajectory.from_stored(st.episode_by_key("c1/acquire/arith/train/1/0").trajectory)
+    assert old.to_messages() == [{"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "5"}]
     got = st.retrieve("exemplar", "2+3?", 5)
     assert [r.content for r in got] == ["Q: 2+3?\nA: 2+3=5"]
     assert got[0].uses == 4 and got[0].embedding_model == "hash-bow-64"
@@ -402,7 +430,7 @@ def test_upgrade_from_stored_v1_database(tmp_path):
     st.close()
     # Opening again is a no-op.
     st2 = Store(settings, embedder=HashEmbedder())
-    assert st2.stats()["schema_version"] == 2
+    assert st2.stats()["schema_version"] == LATEST
     st2.close()
 
 

@@ -99,6 +99,18 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.05)
             except OSError:
                 pass
+        elif path == "/header-drip":
+            # Headers one byte at a time: each read is quick, the whole exchange is not.
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Padding: " + b"a" * 200:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+            self.close_connection = True
+        elif path.startswith("/to-port/"):
+            self._redirect(f"http://127.0.0.1:{path.rsplit('/', 1)[1]}/plain")
         elif path == "/image":
             self._send(200, b"\x89PNG....", "image/png")
         elif path == "/host":
@@ -339,3 +351,61 @@ def test_unreachable_port(net: BrowserSettings) -> None:
     sock.close()
     with pytest.raises(FetchError, match="could not fetch"):
         fetch(f"http://127.0.0.1:{port}/", net)
+
+
+# -- issue 13 §3: ports on the allow-list, one deadline over the exchange ------------------------
+
+ALLOW_ENTRIES = [
+    ("127.0.0.1", ("127.0.0.1", None)),
+    ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+    ("Intranet.Example:443", ("intranet.example", 443)),
+    ("[::1]:8000", ("::1", 8000)),
+    ("[::1]", ("::1", None)),
+    ("fd00::1", ("fd00::1", None)),
+]
+
+
+@pytest.mark.parametrize("entry, parsed", ALLOW_ENTRIES, ids=[e for e, _ in ALLOW_ENTRIES])
+def test_allow_list_entries(entry, parsed) -> None:
+    from tools.netguard import parse_allow_entry
+
+    assert parse_allow_entry(entry) == parsed
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:70000", "[::1]x"])
+def test_malformed_allow_list_entries_are_refused(entry) -> None:
+    with pytest.raises(EgressDenied, match="allow-list entry"):
+        check_url("http://127.0.0.1:8080/", [entry])
+
+
+def test_port_entry_admits_only_that_port() -> None:
+    assert check_url("http://127.0.0.1:8080/", ["127.0.0.1:8080"]).port == 8080
+    with pytest.raises(EgressDenied, match="loopback"):
+        check_url("http://127.0.0.1:8081/", ["127.0.0.1:8080"])
+    with pytest.raises(EgressDenied, match="loopback"):
+        check_url("http://127.0.0.1/", ["127.0.0.1:8080"])
+
+
+def test_redirect_to_another_port_of_an_allowed_host_is_refused(server: str, net: BrowserSettings) -> None:
+    other, other_url = start_server()
+    try:
+        port = int(server.rsplit(":", 1)[1])
+        other_port = int(other_url.rsplit(":", 1)[1])
+        pinned = net.model_copy(update={"allow_hosts": [f"127.0.0.1:{port}"]})
+        with pytest.raises(EgressDenied, match="loopback"):
+            fetch(f"{server}/to-port/{other_port}", pinned)
+        # the same hop is fine when the second port is admitted too, or the host as a whole
+        both = net.model_copy(update={"allow_hosts": [f"127.0.0.1:{port}", f"127.0.0.1:{other_port}"]})
+        assert fetch(f"{server}/to-port/{other_port}", both).text().startswith("just some plain text")
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_header_drip_is_stopped_by_the_exchange_deadline(server: str, net: BrowserSettings) -> None:
+    # 0.3 s + 0.4 s = 0.7 s for the exchange; the server would take 12 s to finish its headers.
+    settings = net.model_copy(update={"connect_timeout_s": 0.3, "read_timeout_s": 0.4})
+    start = time.perf_counter()
+    with pytest.raises(FetchError, match="too long"):
+        fetch(server + "/header-drip", settings)
+    assert time.perf_counter() - start < 2.5

@@ -21,6 +21,7 @@ from agent.config import SandboxSettings
 from tools import sandbox as sandbox_mod
 from tools.registry import main_python
 from tools.sandbox import Sandbox, SandboxResult, SandboxUnavailable
+from tests.security_env import missing
 
 try:
     _PROBE = Sandbox(SandboxSettings())
@@ -29,15 +30,24 @@ except SandboxUnavailable as exc:  # only when bubblewrap cannot run at all on t
     _PROBE = None
     _SKIP = f"bubblewrap cannot run here: {exc}"
 
-needs_bwrap = pytest.mark.skipif(_PROBE is None, reason=_SKIP or "bwrap unavailable")
 
-LIMITS = SandboxSettings(timeout_s=4, cpu_s=1, memory_mb=256, max_file_mb=1, max_output_bytes=2000, max_procs=16)
+
+@pytest.fixture()
+def _require_bwrap() -> None:
+    if _PROBE is None:
+        missing(_SKIP)  # fails in CI, skips only with EVOLVE_TEST_ALLOW_SKIP=1 locally
+
+
+needs_bwrap = pytest.mark.usefixtures("_require_bwrap")
+
+LIMITS = SandboxSettings(timeout_s=4, cpu_s=1, memory_mb=256, max_file_mb=1, max_output_bytes=2000, max_procs=16,
+                         work_mb=8, tmp_mb=8, shm_mb=4)
 
 
 @pytest.fixture(scope="module")
 def box() -> Sandbox:
     if _PROBE is None:
-        pytest.skip(_SKIP)
+        missing(_SKIP)
     return Sandbox(LIMITS)
 
 
@@ -354,6 +364,100 @@ ATTACKS = [
 ]
 
 
+_SYSCALLS = textwrap.dedent(
+    """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    def call(name, nr, *args):
+        rc = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+        err = ctypes.get_errno()
+        if rc == 0 and name.startswith('clone'):
+            os._exit(0)  # the child of a clone that worked: only the parent reports
+        print(('denied' if rc == -1 and err == 1 else 'LEAK'), name, rc, os.strerror(err), flush=True)
+    """
+)
+
+
+def _fill(path: str) -> str:
+    return textwrap.dedent(
+        f"""
+        import os
+        chunk = b'x' * (512 * 1024)
+        for i in range(400):  # 200 MB in files under the 1 MB file-size limit
+            with open(os.path.join({path!r}, f'fill-{{i}}'), 'wb') as fh:
+                fh.write(chunk)
+        print('LEAK wrote 200 MB to', {path!r})
+        """
+    )
+
+
+def _all_denied(result: SandboxResult, calls: int) -> None:
+    assert "LEAK" not in result.stdout, result.stdout
+    assert result.stdout.count("denied ") == calls, (result.stdout, result.stderr)
+
+
+ATTACKS += [
+    Attack(
+        "nested user namespace (unshare -Urn)",
+        lambda c: textwrap.dedent(
+            """
+            import subprocess
+            out = subprocess.run(['unshare', '-Urn', 'id', '-u'], capture_output=True, text=True)
+            print('LEAK unshare worked' if out.returncode == 0 else 'denied', out.stdout, out.stderr)
+            out = subprocess.run(['unshare', '-Urm', 'sh', '-c', 'mount -t tmpfs none /tmp && echo mounted'],
+                                 capture_output=True, text=True)
+            print('LEAK' if out.returncode == 0 else 'denied', out.stdout, out.stderr)
+            """
+        ),
+        _no_leak("mounted"),
+    ),
+    Attack(
+        "namespace, mount, bpf, keyctl, ptrace, perf calls (seccomp)",
+        lambda c: _SYSCALLS + textwrap.dedent(
+            """
+            call('unshare(CLONE_NEWUSER)', 272, 0x10000000)
+            call('unshare(CLONE_NEWNS)', 272, 0x00020000)
+            call('setns', 308, 0, 0)
+            call('mount', 165, 0, 0, 0, 0, 0)
+            call('umount2', 166, 0, 0)
+            call('pivot_root', 155, 0, 0)
+            call('bpf', 321, 0, 0, 0)
+            call('keyctl(GET_KEYRING_ID)', 250, 0, -3, 0)
+            call('add_key', 248, 0, 0, 0, 0, 0)
+            call('ptrace(TRACEME)', 101, 0, 0, 0, 0)
+            call('perf_event_open', 298, 0, 0, -1, -1, 0)
+            call('io_uring_setup', 425, 1, 0)
+            call('userfaultfd', 323, 0)
+            call('open_tree', 428, -100, 0, 0)
+            call('fsopen', 430, 0, 0)
+            call('clone(CLONE_NEWUSER)', 56, 0x10000000 | 17, 0, 0, 0, 0)
+            call('clone(CLONE_NEWNET)', 56, 0x40000000 | 17, 0, 0, 0, 0)
+            call('ioctl(TIOCSTI)', 16, 0, 0x5412, 0)
+            """
+        ),
+        lambda result, ctx: _all_denied(result, 18),
+    ),
+    Attack("fill /dev/shm", lambda c: _fill("/dev/shm"), _check_limit("disk")),
+    Attack("fill the work directory", lambda c: _fill("/work"), _check_limit("disk")),
+    Attack("fill /tmp", lambda c: _fill("/tmp"), _check_limit("disk")),
+    Attack(
+        "write into /dev",
+        lambda c: textwrap.dedent(
+            """
+            try:
+                open('/dev/evolve-fill', 'wb').write(b'x' * 1024)
+                print('LEAK wrote /dev/evolve-fill')
+            except OSError as exc:
+                print('denied', type(exc).__name__)
+            open('/dev/null', 'w').write('still fine')
+            """
+        ),
+        _no_leak(),
+    ),
+]
+
+
 @pytest.fixture()
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
@@ -390,5 +494,33 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_escape_is_contained(attack: Attack, box: Sandbox, ctx: Ctx) -> None:
     result = box.run(attack.code(ctx), timeout_s=attack.timeout_s)
     attack.check(result, ctx)
+    assert {"seccomp", "no-userns", "tmpfs-limits"} <= set(result.isolation), result.isolation
     assert result.duration_s < (attack.timeout_s or LIMITS.timeout_s) + 2
     assert_usable(box)
+
+
+@needs_bwrap
+def test_one_shot_run_leaves_no_cgroup_behind() -> None:
+    """A process that runs the sandbox once and exits at once (`evolve tool python`) must not
+    leave its per-run cgroups: the clean-up used to run in a thread that died with it."""
+    import subprocess
+    import sys
+
+    usable = sorted(set(_PROBE._cgroups.usable.values()))
+    if not usable:
+        missing("no cgroup can be created here, so cgroup clean-up cannot be checked")
+    script = (
+        "from tools.sandbox import Sandbox\n"
+        "from tools.settings import SandboxSettings\n"
+        "import os\n"
+        "r = Sandbox(SandboxSettings(timeout_s=5)).run("
+        "'import os, time\\nfor _ in range(8):\\n    os.fork() or time.sleep(30)\\n', timeout_s=0.5)\n"
+        "print(os.getpid(), r.limit)\n"
+    )
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stderr
+        pid = done.stdout.split()[0]
+        left = [p for base in usable for p in base.glob(f"evolve-sbx-{pid}-*")]
+        assert left == [], left

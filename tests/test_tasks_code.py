@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,8 +27,14 @@ class RunResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+def _close(fds) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 class LocalRunner:
-    """Runs trusted test code in a plain subprocess, with the sandbox's `run` signature."""
+    """Runs trusted test code in a plain subprocess, with the sandbox's `run` signature
+    (including `give_fds`: inherited by the child, closed here once it started)."""
 
     def __init__(self) -> None:
         self.programs: list[str] = []
@@ -36,14 +43,19 @@ class LocalRunner:
     def run(self, code: str, **kwargs) -> RunResult:
         self.programs.append(code)
         self.kwargs.append(kwargs)
+        give = tuple(kwargs.get("give_fds", ()))
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, pass_fds=give,
+        )
+        _close(give)
         try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-"], input=code, capture_output=True, text=True,
-                timeout=kwargs.get("timeout_s", 10),
-            )
+            out, err = proc.communicate(code, timeout=kwargs.get("timeout_s", 10))
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
             return RunResult("", "", -9, timed_out=True, limit="timeout")
-        return RunResult(done.stdout, done.stderr, done.returncode)
+        return RunResult(out, err, proc.returncode)
 
 
 class CannedRunner:
@@ -51,6 +63,7 @@ class CannedRunner:
         self.result = result
 
     def run(self, code: str, **kwargs) -> RunResult:
+        _close(kwargs.get("give_fds", ()))
         return self.result
 
 
@@ -152,11 +165,10 @@ def test_code_suite_has_no_self_proposed_variants():
 
 @pytest.mark.integration
 def test_reference_and_wrong_solutions_in_the_real_sandbox():
-    sandbox_module = pytest.importorskip("tools.sandbox")
+    import tools.sandbox as sandbox_module
     from agent.config import SandboxSettings
 
-    # allow_unsafe only matters where no isolation exists; the code run here is our own.
-    sandbox = sandbox_module.Sandbox(SandboxSettings(allow_unsafe=True, timeout_s=20))
+    sandbox = sandbox_module.Sandbox(SandboxSettings(timeout_s=20))
     suite = CodeSuite()
     for task in suite.load("dev"):
         good = suite.verify(task, f"```python\n{task.answer}```", sandbox=sandbox)
@@ -166,5 +178,5 @@ def test_reference_and_wrong_solutions_in_the_real_sandbox():
     looping = next(t for t in suite.load("train") if t.entry_point == "gcd")
     hang = "def gcd(a, b):\n    while True:\n        pass\n"
     verdict = CodeSuite().verify(looping, hang, sandbox=sandbox_module.Sandbox(
-        SandboxSettings(allow_unsafe=True, timeout_s=1, cpu_s=2)))
+        SandboxSettings(timeout_s=1, cpu_s=2)))
     assert not verdict.correct and ("timed out" in verdict.detail or "limit" in verdict.detail)

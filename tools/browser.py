@@ -24,6 +24,7 @@ from bs4 import BeautifulSoup, Comment
 
 from tools.settings import BrowserSettings
 from tools.base import ToolResult
+from tools.bounded import BoundedError, run_bounded
 from tools.netguard import EgressDenied, FetchError, FetchResult, Resolver, fetch, make_client
 
 __all__ = ["Browser", "Page", "extract_page"]
@@ -148,6 +149,29 @@ def extract_page(html: str, url: str) -> Page:
     return Page(url=url, title=title, text=text, links=links)
 
 
+def _cap_tags(html: str, max_tags: int) -> tuple[str, bool]:
+    """The HTML up to its `max_tags`-th tag, and whether anything was cut."""
+    pos = -1
+    for _ in range(max_tags + 1):
+        pos = html.find("<", pos + 1)
+        if pos < 0:
+            return html, False
+    return html[:pos], True
+
+
+def _extract_data(html: str, url: str) -> dict:
+    page = extract_page(html, url)
+    return {"url": page.url, "title": page.title, "text": page.text, "links": page.links}
+
+
+def _preload_extractors() -> None:
+    for name in ("trafilatura", "html2text"):
+        try:
+            __import__(name)
+        except Exception:
+            pass
+
+
 class Browser:
     """One browsing session: the open page and its links persist between calls."""
 
@@ -218,11 +242,29 @@ class Browser:
         result = self._fetch(url)
         if self.settings.javascript and result.content_type in ("text/html", "application/xhtml+xml"):
             final_url, html = self._render_js(result.url)
-            return extract_page(html, final_url)
+            return self._extract(html, final_url)
         text = result.text()
         if result.content_type in ("text/html", "application/xhtml+xml") or "<html" in text[:1000].lower():
-            return extract_page(text, result.url)
+            return self._extract(text, result.url)
         return Page(url=result.url, title="", text=text.strip(), links=[])
+
+    def _extract(self, html: str, url: str) -> Page:
+        """`extract_page` bounded in size (tags), time and memory: see tools/bounded.py."""
+        st = self.settings
+        html, cut = _cap_tags(html, st.max_tags)
+        _preload_extractors()  # imported before the fork, not in the child
+        try:
+            data = run_bounded(_extract_data, html, url, timeout_s=st.extract_timeout_s, memory_mb=st.extract_memory_mb)
+        except BoundedError as exc:
+            raise FetchError(
+                f"the page could not be read: extraction {exc} (limits: {st.extract_timeout_s:g} s, "
+                f"{st.extract_memory_mb} MB)"
+            ) from None
+        page = Page(url=data["url"], title=data["title"], text=data["text"],
+                    links=[(label, href) for label, href in data["links"]])
+        if cut:
+            page.text += f"\n\n[... the page was cut after its first {st.max_tags} tags ...]"
+        return page
 
     # -- rendering -------------------------------------------------------------------------------
 

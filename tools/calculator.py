@@ -53,9 +53,15 @@ class Tok:
     value: Fraction | None = None
 
 
-_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)")
+_GROUPED = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])")
 _OPERATORS = ("**", "//", "+", "-", "*", "/", "%", "^", "!", "×", "÷", "−")
 _OP_ALIASES = {"×": "*", "÷": "/", "−": "-", "^": "**"}
+
+
+def _ascii_digit(ch: str) -> bool:
+    # str.isdigit() also accepts superscripts and other scripts' digits, which int() rejects
+    # (or reads as a different number): only 0-9 are digits here.
+    return "0" <= ch <= "9"
 
 
 def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]:
@@ -63,7 +69,7 @@ def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]
     start = i
     n = len(src)
     int_digits = ""
-    while i < n and (src[i].isdigit() or (src[i] == "_" and int_digits and i + 1 < n and src[i + 1].isdigit())):
+    while i < n and (_ascii_digit(src[i]) or (src[i] == "_" and int_digits and i + 1 < n and _ascii_digit(src[i + 1]))):
         if src[i] != "_":  # Python-style digit grouping: 1_000
             int_digits += src[i]
         i += 1
@@ -72,7 +78,7 @@ def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]
         grouped = _GROUPED.match(src, start)
         if grouped:
             end = grouped.end()
-            if src.startswith(",", end) and end + 1 < n and src[end + 1].isdigit():
+            if src.startswith(",", end) and end + 1 < n and _ascii_digit(src[end + 1]):
                 raise CalcError(
                     f"ambiguous comma at position {end + 1}: write thousands as 1,234 "
                     "(groups of three digits) or leave the separators out"
@@ -81,7 +87,7 @@ def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]
     frac_digits = ""
     if i < n and src[i] == ".":
         i += 1
-        while i < n and src[i].isdigit():
+        while i < n and _ascii_digit(src[i]):
             frac_digits += src[i]
             i += 1
     if not int_digits and not frac_digits:
@@ -94,7 +100,7 @@ def _read_number(src: str, i: int, allow_grouping: bool) -> tuple[Fraction, int]
             sign = -1 if src[j] == "-" else 1
             j += 1
         exp_digits = ""
-        while j < n and src[j].isdigit():
+        while j < n and _ascii_digit(src[j]):
             exp_digits += src[j]
             j += 1
         if exp_digits:
@@ -123,15 +129,15 @@ def tokenize(src: str) -> list[Tok]:
         if ch.isspace():
             i += 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and src[i + 1].isdigit()):
+        if _ascii_digit(ch) or (ch == "." and i + 1 < n and _ascii_digit(src[i + 1])):
             in_call = bool(parens) and parens[-1]
             value, j = _read_number(src, i, allow_grouping=not in_call)
             tokens.append(Tok("num", src[i:j], i, value))
             i = j
             continue
-        if ch.isalpha():
+        if ch.isascii() and ch.isalpha():
             j = i
-            while j < n and (src[j].isalnum() or src[j] == "_"):
+            while j < n and src[j].isascii() and (src[j].isalnum() or src[j] == "_"):
                 j += 1
             tokens.append(Tok("name", src[i:j].lower(), i))
             i = j

@@ -9,21 +9,25 @@ The model chooses URLs, and pages can steer it, so every request is treated as h
 - private, loopback, link-local, multicast, reserved, shared and cloud-metadata addresses are
   refused, including IPv4 embedded in IPv6 (mapped, NAT64, 6to4) and the decimal, octal and hex
   spellings libc accepts (they resolve to the same address, which is what gets checked);
-- redirects are followed by hand, at most `max_redirects`, each checked again;
+- redirects are followed by hand, at most `max_redirects`, each checked again (address, and
+  the port when the allow-list names one: `host:port`);
 - bodies are capped after decompression, decompressing ourselves in bounded steps so a gzip
-  bomb never expands past the cap in memory; connect, read and total-time limits apply.
+  bomb never expands past the cap in memory; one deadline (connect + read timeout) covers the
+  whole exchange, headers included, enforced at the socket.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from tools.errors import ToolInputError
@@ -128,6 +132,32 @@ def _normalize_host(host: str) -> str:
 Resolver = Callable[[str, int], list[str]]
 
 
+def parse_allow_entry(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address -> (host, port or None)."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        inside, _, rest = entry[1:].partition("]")
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            raise EgressDenied(f"allow-list entry {entry!r} is malformed; use [address] or [address]:port")
+        return _normalize_host(inside), int(rest[1:]) if rest else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise EgressDenied(f"allow-list entry {entry!r} has a bad port; use host or host:port")
+        return _normalize_host(host), int(port)
+    return _normalize_host(entry), None
+
+
+def host_admitted(host: str, port: int, allow_hosts: list[str] | tuple[str, ...]) -> bool:
+    """Whether the allow-list admits `host` on `port`: a bare entry admits every port of the
+    host, a `host:port` entry only that port (checked again on every redirect hop)."""
+    for entry in allow_hosts:
+        name, only = parse_allow_entry(entry)
+        if name == host and (only is None or only == port):
+            return True
+    return False
+
+
 def _system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [info[4][0] for info in infos]
@@ -157,8 +187,8 @@ def check_url(url: str, allow_hosts: list[str] | tuple[str, ...] = (), *, resolv
         raise EgressDenied(f"URL {url[:200]!r} has no host")
     host = _normalize_host(parts.hostname)
     port = port or (443 if scheme == "https" else 80)
-    allowed = {_normalize_host(h) for h in allow_hosts}
-    if host in _METADATA_NAMES and host not in allowed:
+    allowed = host_admitted(host, port, allow_hosts)
+    if host in _METADATA_NAMES and not allowed:
         raise EgressDenied(f"host {host!r} is a cloud metadata service")
     try:
         addresses = (resolver or _system_resolver)(host, port)
@@ -173,7 +203,7 @@ def check_url(url: str, allow_hosts: list[str] | tuple[str, ...] = (), *, resolv
         except ValueError:
             raise EgressDenied(f"host {host!r} resolved to something that is not an IP address: {addr!r}") from None
         reason = is_forbidden_ip(ip)
-        if reason and host not in allowed:
+        if reason and not allowed:
             # One bad answer taints the name: a resolver mixing public and private answers is a
             # classic rebinding trick.
             raise EgressDenied(f"host {host!r} resolves to {ip}, {reason}; fetching it is not allowed")
@@ -251,9 +281,61 @@ class _Budget:
         return b"".join(pieces)
 
 
+_EXCHANGE = threading.local()  # .deadline: time.monotonic() by which the current fetch must end
+
+
+def _clip(timeout: float | None) -> float:
+    """A socket operation's timeout, cut to what is left of the exchange's deadline."""
+    deadline = getattr(_EXCHANGE, "deadline", None)
+    if deadline is None:
+        return timeout  # type: ignore[return-value]
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the exchange's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write stops at the exchange's deadline, so a server
+    that sends its headers (or body) a byte at a time cannot stretch a fetch."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clip(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clip(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _clip(timeout)))
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return _DeadlineStream(super().connect_tcp(host, port, _clip(timeout), local_address, socket_options))
+
+
 def make_client(settings: BrowserSettings) -> httpx.Client:
     """An HTTP client for `fetch`; reusing one saves building a TLS context per page (~20 ms)."""
+    # No keep-alive: connections are keyed by the pinned IP, so a kept TLS connection made for
+    # one host name could otherwise carry a request for another name on the same IP.
+    transport = httpx.HTTPTransport(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+    # httpx has no total timeout, only per-operation ones; the deadline lives in the socket
+    # layer, which httpx 0.28 reaches only through its pool's backend (pinned in pyproject).
+    pool = getattr(transport, "_pool", None)
+    if not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx version hides its connection pool; evolve pins httpx<0.29")
+    pool._network_backend = _DeadlineBackend()
     return httpx.Client(
+        transport=transport,
         timeout=httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.read_timeout_s,
@@ -262,9 +344,6 @@ def make_client(settings: BrowserSettings) -> httpx.Client:
         ),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment would bypass the address pinning
-        # No keep-alive: connections are keyed by the pinned IP, so a kept TLS connection made
-        # for one host name could otherwise carry a request for another name on the same IP.
-        limits=httpx.Limits(max_keepalive_connections=0),
     )
 
 
@@ -280,7 +359,10 @@ def fetch(
     own_client = client is None
     if client is None:
         client = make_client(settings)
-    deadline = clock() + settings.connect_timeout_s + settings.read_timeout_s
+    total = settings.connect_timeout_s + settings.read_timeout_s
+    deadline = clock() + total
+    # One deadline for the whole exchange, redirects, headers and body included.
+    _EXCHANGE.deadline = time.monotonic() + total
     redirects: list[str] = []
     try:
         current = url
@@ -299,6 +381,7 @@ def fetch(
             return FetchResult(url=target.url, status=status, content_type=ctype.split(";")[0].strip().lower(), body=body, charset=charset, redirects=redirects)
         raise EgressDenied(f"too many redirects (more than {settings.max_redirects}) starting at {url}")
     finally:
+        _EXCHANGE.deadline = None
         if own_client:
             client.close()
 
@@ -312,9 +395,12 @@ def _get(client: httpx.Client, target: Target, settings: BrowserSettings, deadli
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     request = client.build_request("GET", target.pinned_url(), headers=headers, extensions=extensions)
+    limit = settings.connect_timeout_s + settings.read_timeout_s
     try:
         response = client.send(request, stream=True)
     except httpx.TimeoutException:
+        if time.monotonic() >= (getattr(_EXCHANGE, "deadline", None) or float("inf")):
+            raise FetchError(f"{target.url} took too long to answer (limit {limit:g} s for the whole exchange)") from None
         raise FetchError(f"timed out connecting to {target.host}") from None
     except httpx.HTTPError as exc:
         raise FetchError(f"could not fetch {target.url}: {exc}") from None
@@ -340,7 +426,7 @@ def _get(client: httpx.Client, target: Target, settings: BrowserSettings, deadli
                 if clock() > deadline:
                     raise FetchError(f"{target.url} took too long to send (limit {settings.connect_timeout_s + settings.read_timeout_s:g} s)")
         except httpx.TimeoutException:
-            raise FetchError(f"timed out reading {target.url}") from None
+            raise FetchError(f"timed out reading {target.url}: it took too long to send (limit {limit:g} s)") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"error reading {target.url}: {exc}") from None
         if response.status_code >= 400:

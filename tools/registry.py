@@ -7,6 +7,7 @@ from tools.browser import Browser
 from tools.calculator import CalcError, calculator, evaluate
 from tools.sandbox import Sandbox, SandboxResult, SandboxUnavailable
 from tools.settings import SandboxSettings
+from tools.text import terminal_safe
 
 __all__ = ["default_tools", "format_sandbox_result", "main_calc", "main_fetch", "main_python"]
 
@@ -72,7 +73,7 @@ def main_calc(expr: str) -> tuple[int, str]:
     try:
         return 0, evaluate(expr)
     except CalcError as exc:
-        return 1, f"error: {exc}"
+        return 1, terminal_safe(f"error: {exc}")
 
 
 def main_python(code: str, settings) -> tuple[int, str]:
@@ -83,10 +84,10 @@ def main_python(code: str, settings) -> tuple[int, str]:
         return 2, f"error: {exc}"
     result = box.run(code)
     text = format_sandbox_result(result) + f"\nisolation: {', '.join(result.isolation)}"
-    return (0 if result.ok else 1), text
+    return (0 if result.ok else 1), terminal_safe(text)
 
 
 def main_fetch(url: str, settings) -> tuple[int, str]:
     """`evolve tool fetch URL`: (exit code, the page as the model would see it)."""
     result = Browser(settings.browser).open(url)
-    return (0 if result.ok else 1), result.content if result.ok else f"error: {result.content}"
+    return (0 if result.ok else 1), terminal_safe(result.content if result.ok else f"error: {result.content}")

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.errors import ToolConfigError
+from tools.seccomp import build_filter
 from tools.settings import SandboxSettings, sandbox_environment
 
 __all__ = ["Sandbox", "SandboxResult", "SandboxUnavailable", "isolation_report"]
@@ -62,7 +63,7 @@ class SandboxResult:
     duration_s: float
     timed_out: bool = False
     # Which limit stopped the code: "timeout", "cpu", "memory", "output", "file_size",
-    # "processes"; None when it ran to completion on its own.
+    # "disk", "processes"; None when it ran to completion on its own.
     limit: str | None = None
     # What isolation applied to this run, e.g. ["bwrap", "uid", "rlimits", "cgroup:memory"].
     isolation: list[str] = field(default_factory=list)
@@ -224,7 +225,11 @@ class _RunCgroup:
         return False
 
     def destroy(self) -> None:
-        """Remove the cgroups; if the dying namespace still holds them, finish in the background."""
+        """Remove the cgroups, waiting (bounded) while the dying namespace still holds them.
+
+        Synchronous on purpose: a background thread dies with a one-shot `evolve tool python`
+        and left its cgroups behind about one time in three.
+        """
         if not self.dirs:
             return
         pending = []
@@ -235,7 +240,7 @@ class _RunCgroup:
                 pending.append(d)
         if pending:
             self.dirs = pending
-            threading.Thread(target=self._reap, daemon=True).start()
+            self._reap()
 
     def _reap(self) -> None:
         for d in self.dirs:
@@ -257,6 +262,22 @@ class _RunCgroup:
 
 _PROBE_LOCK = threading.Lock()
 _PROBED: dict[str, object] = {}
+
+
+_FILTER = build_filter()
+
+
+def _bwrap_supports(option: str) -> bool:
+    """Whether the installed bubblewrap knows `option` (--disable-userns needs 0.8)."""
+    key = f"bwrap-option{option}"
+    with _PROBE_LOCK:
+        if key not in _PROBED:
+            try:
+                done = subprocess.run([_bwrap_path() or "bwrap", "--help"], capture_output=True, text=True, timeout=10)
+                _PROBED[key] = option in done.stdout + done.stderr
+            except (OSError, subprocess.SubprocessError):
+                _PROBED[key] = False
+        return bool(_PROBED[key])
 
 
 def _bwrap_path() -> str | None:
@@ -378,15 +399,25 @@ class Sandbox:
     def _mounts_for_probe(self) -> list[str]:
         return [*self._host_dirs(), "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent"]
 
-    def _bwrap_argv(self, workdir: str) -> list[str]:
+    def _bwrap_argv(self, files: list[tuple[int, str]], seccomp_fd: int | None) -> list[str]:
+        """bubblewrap's arguments: `files` are (readable fd, path under /work) copied in."""
+        st = self.settings
         argv = [self._bwrap, *self._host_dirs()]
         for extra in self._extra_ro:
             argv += ["--ro-bind", extra, extra]
         argv += [
             "--proc", "/proc",
+            # /dev holds the device nodes; it is read-only, so only the small /dev/shm can
+            # be filled (bwrap sizes a --dev tmpfs at half the RAM and cannot limit it).
             "--dev", "/dev",
-            "--bind", workdir, "/work",
-            "--bind", workdir, "/tmp",
+            "--size", str(st.shm_mb * 1024 * 1024), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev",
+            "--size", str(st.work_mb * 1024 * 1024), "--tmpfs", "/work",
+            "--size", str(st.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+        ]
+        for fd, name in files:
+            argv += ["--file", str(fd), f"/work/{name}"]
+        argv += [
             "--chdir", "/work",
             "--unshare-all",
             "--hostname", "sandbox",
@@ -394,6 +425,11 @@ class Sandbox:
             "--new-session",
             "--remount-ro", "/",
         ]
+        if _bwrap_supports("--disable-userns"):
+            # No nested user namespace: inside one, code would be "root" with every capability.
+            argv += ["--unshare-user", "--disable-userns"]
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
         if self._is_root:
             argv += ["--cap-drop", "ALL"]
         return argv
@@ -434,8 +470,20 @@ class Sandbox:
         stdin: str = "",
         timeout_s: float | None = None,
         files: dict[str, str] | None = None,
+        give_fds: tuple[int, ...] = (),
     ) -> SandboxResult:
-        """Run `code` as a Python script in a fresh work directory and report what happened."""
+        """Run `code` as a Python script in a fresh work directory and report what happened.
+
+        `give_fds` are moved into the run: the code inherits them under the same numbers and
+        this process closes its copies once the child has started (or failed to start).
+        """
+        pending = list(give_fds)  # emptied once closed, so no number is closed twice
+        try:
+            return self._run(code, stdin, timeout_s, files, pending)
+        finally:
+            _close_all(pending)
+
+    def _run(self, code, stdin, timeout_s, files, give_fds: list[int]) -> SandboxResult:
         timeout = self.settings.timeout_s if timeout_s is None else timeout_s
         uid = _UID_BASE + random.randrange(_UID_SPAN)
         workdir = tempfile.mkdtemp(prefix="evolve-sbx-")
@@ -444,19 +492,49 @@ class Sandbox:
         if self._drop_uid:
             isolation.append("uid")
         isolation += [f"cgroup:{c}" for c in cgroup.controllers]
+        if self.mode == "bwrap":
+            isolation += ["seccomp"] if _FILTER else []
+            isolation += ["no-userns"] if _bwrap_supports("--disable-userns") else []
+            isolation += ["tmpfs-limits"]
         try:
             self._populate(workdir, code, files or {}, uid)
             script = "/work/main.py" if self.mode == "bwrap" else os.path.join(workdir, "main.py")
             # -I: ignore PYTHON* variables and the user site; -S: skip site (faster start-up);
             # -B: the work dir need not fill with bytecode caches.
             py = [self._python, "-I", "-S", "-B", script]
-            argv = [*self._bwrap_argv(workdir), "--", *py] if self.mode == "bwrap" else py
+            if self.mode == "bwrap":
+                argv = [*self._bwrap_argv(self._open_files(workdir, give_fds), self._seccomp_fd(give_fds)), "--", *py]
+            else:
+                argv = py
             env = sandbox_environment()
             env.update({"HOME": "/work" if self.mode == "bwrap" else workdir, "TMPDIR": "/tmp" if self.mode == "bwrap" else workdir, "PYTHONIOENCODING": "utf-8"})
-            return self._execute(argv, env, stdin, timeout, uid, cgroup, isolation, workdir)
+            return self._execute(argv, env, stdin, timeout, uid, cgroup, isolation, workdir, give_fds)
         finally:
             cgroup.destroy()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    @staticmethod
+    def _open_files(workdir: str, passed: list[int]) -> list[tuple[int, str]]:
+        """Read-only descriptors of the populated files, for bwrap to copy into /work."""
+        root = Path(workdir)
+        out = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            fd = os.open(path, os.O_RDONLY)
+            passed.append(fd)
+            out.append((fd, path.relative_to(root).as_posix()))
+        return out
+
+    @staticmethod
+    def _seccomp_fd(passed: list[int]) -> int | None:
+        if _FILTER is None:
+            return None
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, _FILTER)  # a few hundred bytes: fits the pipe buffer
+        finally:
+            os.close(write_end)
+        passed.append(read_end)
+        return read_end
 
     def _populate(self, workdir: str, code: str, files: dict[str, str], uid: int) -> None:
         root = Path(workdir).resolve()
@@ -473,7 +551,7 @@ class Sandbox:
                     os.chown(os.path.join(dirpath, fname), uid, uid)
         os.chmod(root, 0o700)
 
-    def _execute(self, argv, env, stdin, timeout, uid, cgroup, isolation, workdir) -> SandboxResult:
+    def _execute(self, argv, env, stdin, timeout, uid, cgroup, isolation, workdir, give_fds: list[int]) -> SandboxResult:
         cap = self.settings.max_output_bytes
         out, err = _Capture(cap), _Capture(cap)
         start = time.monotonic()
@@ -485,8 +563,11 @@ class Sandbox:
             env=env,
             cwd=workdir,
             start_new_session=True,
+            pass_fds=tuple(give_fds),
             preexec_fn=self._drop_privileges_fn(uid, cgroup.procs_files(), limits=True),
         )
+        # The child has its copies; ours would keep the other end from seeing end-of-file.
+        _close_all(give_fds)
         limit: str | None = None
         timed_out = False
         sel = selectors.DefaultSelector()
@@ -592,9 +673,19 @@ def _classify(code: int | None, stderr: str, cgroup: _RunCgroup) -> str | None:
         return "cpu"
     if "File too large" in stderr or code == 128 + signal.SIGXFSZ:
         return "file_size"
+    if "No space left on device" in stderr:
+        return "disk"  # one of the size-limited tmpfs mounts is full
     if cgroup.pids_hit() or "Resource temporarily unavailable" in stderr:
         return "processes"
     return None
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -627,6 +718,11 @@ def isolation_report(settings: SandboxSettings | None = None) -> str:
     except SandboxUnavailable as exc:
         return f"unavailable: {exc}"
     layers = ["bwrap namespaces (no network, private PID, read-only /usr)"] if box.mode == "bwrap" else ["NO isolation (unsafe mode)"]
+    if box.mode == "bwrap":
+        layers.append("seccomp filter" if _FILTER else f"no seccomp filter on {os.uname().machine}")
+        layers.append("no nested user namespaces" if _bwrap_supports("--disable-userns") else "nested user namespaces possible (bubblewrap < 0.8)")
+        st = box.settings
+        layers.append(f"tmpfs /work {st.work_mb} MB, /tmp {st.tmp_mb} MB, /dev/shm {st.shm_mb} MB, read-only /dev")
     if box._drop_uid:
         layers.append("unprivileged uid")
     layers.append("rlimits (cpu, address space, file size, open files, processes)")

@@ -16,6 +16,10 @@ class SandboxSettings(BaseModel):
     max_open_files: int = 64
     max_procs: int = 32
     max_output_bytes: int = 20_000
+    # Sizes of the sandbox's writable tmpfs mounts (they live in RAM): /work, /tmp, /dev/shm.
+    work_mb: int = 64
+    tmp_mb: int = 64
+    shm_mb: int = 16
 
 
 class BrowserSettings(BaseModel):
@@ -28,6 +32,10 @@ class BrowserSettings(BaseModel):
     javascript: bool = False
     chromium_path: str = "/usr/bin/chromium"
     max_page_chars: int = 6_000
+    # Extraction of hostile HTML is bounded: tags kept, CPU time and memory of the parser.
+    max_tags: int = 20_000
+    extract_timeout_s: float = 5.0
+    extract_memory_mb: int = 512
 
 
 def sandbox_environment() -> dict[str, str]:

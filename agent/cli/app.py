@@ -43,8 +43,8 @@ def model_info() -> None:
     if settings.model.backend == "openai":
         from agent.model.llm import OpenAIModel
 
-        m = OpenAIModel(settings.model)
-        out.print_json(data={"backend": "openai", "model": m.name, "fingerprint": m.fingerprint})
+        m = OpenAIModel(settings.model, cache_path=settings.home / "endpoints.json")
+        out.print_json(data=m.describe())  # probes the endpoint's structured-output form once
         return
     from agent.model import local_model
 
@@ -56,14 +56,16 @@ def model_ask(prompt: str, stream: bool = typer.Option(True, help="Stream tokens
     """Send one prompt to the configured model and print the answer."""
     from agent.model.llm import make_model
 
+    from tools.text import terminal_safe
+
     model = make_model(_settings())
     messages = [{"role": "user", "content": prompt}]
     if stream:
         for piece in model.stream(messages):
-            out.print(piece, end="", markup=False, highlight=False)
+            out.print(terminal_safe(piece), end="", markup=False, highlight=False)
         out.print()
     else:
-        out.print(model.complete(messages).text, markup=False, highlight=False)
+        out.print(terminal_safe(model.complete(messages).text), markup=False, highlight=False)
     err.print(f"[dim]{model.usage.prompt_tokens} prompt + {model.usage.completion_tokens} completion "
               f"tokens in {model.usage.latency_s:.2f}s · {model.fingerprint}[/dim]")
 
@@ -338,6 +340,10 @@ def _register_surfaces() -> None:
 
 
 _register_surfaces()
+
+from agent.cli.serve import serve as _serve  # noqa: E402  (light: the server loads inside it)
+
+app.command("serve")(_serve)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 from agent.attempt import run_attempt
-from agent.policy import PolicySpec
 from agent.loop.runtime import Runtime
 
 
@@ -30,8 +29,7 @@ def pick_train_tasks(rt: Runtime, run_id: str, cycle: int, n: int):
 
 
 def acquire(rt: Runtime, *, run_id: str, cycle: int, policy) -> dict:
-    spec = PolicySpec.model_validate(policy.spec)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id, spec.adapter)
+    solver = rt.solver(policy)
     tasks = pick_train_tasks(rt, run_id, cycle, rt.settings.loop.train_per_cycle)
     attempts = rt.settings.loop.attempts
     passed = total = 0
@@ -40,7 +38,7 @@ def acquire(rt: Runtime, *, run_id: str, cycle: int, policy) -> dict:
         for k in range(attempts):
             ep = run_attempt(store=rt.store, solver=solver, suite=rt.suite, task=task, policy=policy,
                              run_key=f"{run_id}/c{cycle}/acquire/{task.id}/{k}", source="acquire",
-                             cycle=cycle, sandbox=rt.sandbox)
+                             cycle=cycle, sandbox=rt.sandbox, spent=rt.usage)
             episode_ids.append(ep.id)
             total += 1
             passed += ep.verdict == "pass"

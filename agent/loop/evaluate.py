@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlmodel import select
-
 from agent.attempt import run_attempt
-from agent.policy import spec_of
 from agent.loop.runtime import Runtime
 from agent.loop.stats import compare
-from memory.models import EvalResult, EvalRun
+from memory.models import EvalResult
 
 
 def dev_tasks(rt: Runtime, split: str = "dev", limit: int | None = None, seed: int = 0):
@@ -30,23 +27,15 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     run_key = f"eval/{policy.id}/{split}/{digest}/s{seed}"
     store = rt.store
-    with store.session() as s:
-        run = s.exec(select(EvalRun).where(EvalRun.run_key == run_key)).first()
-        if run is None:
-            run = EvalRun(run_key=run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
-                          cycle=cycle, n=len(ids))
-            s.add(run)
-            s.commit()
-            s.refresh(run)
-        run_id = run.id
-        done = {r.task_id: r.correct for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
-    spec = spec_of(policy)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id, spec.adapter)
+    run, done = store.open_eval_run(run_key, policy_id=policy.id, split=split, task_ids=ids, seed=seed,
+                                    cycle=cycle, n=len(ids))
+    run_id = run.id
+    solver = rt.solver(policy)
     for i, task in enumerate(tasks):
         if task.id not in done:
             ep = run_attempt(store=store, solver=solver, suite=rt.suite, task=task, policy=policy,
                              run_key=f"eval/{policy.id}/{task.id}/s{seed}", source="eval", cycle=cycle,
-                             sandbox=rt.sandbox)
+                             sandbox=rt.sandbox, spent=rt.usage)
             row = EvalResult(eval_run_id=run_id, policy_id=policy.id, task_id=task.id, seed=seed,
                              correct=ep.verdict == "pass", episode_id=ep.id,
                              tokens=ep.prompt_tokens + ep.completion_tokens, latency_s=ep.latency_s)
@@ -54,11 +43,7 @@ def evaluate_policy(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cy
             done[task.id] = row.correct
             rt.log("episode", {"phase": phase, "policy": policy.id, "task": task.id, "verdict": ep.verdict})
         rt.progress(f"{phase} {policy.id}", i + 1, len(tasks))
-    with store.session() as s:
-        run = s.get(EvalRun, run_id)
-        run.accuracy = sum(done.values()) / len(ids) if ids else 0.0
-        s.add(run)
-        s.commit()
+    store.finish_eval_run(run_id, sum(done.values()) / len(ids) if ids else 0.0)
     return {tid: done[tid] for tid in ids}
 
 

@@ -53,16 +53,15 @@ class Loop:
     # Each node returns only the keys it changes.
     def _timed(self, state: LoopState, phase: str, fn):
         started = self.rt.clock()
-        model_before = self.rt.model.usage.latency_s
-        tokens_before = self.rt.model.usage.total_tokens
-        out = fn()
+        with self.rt.counting() as used:  # what this phase's model calls report, summed
+            out = fn()
         spent = self.rt.clock() - started
         seconds = dict(state.get("phase_seconds", {}))
         seconds[phase] = seconds.get(phase, 0.0) + spent
         return out, {
             "phase_seconds": seconds,
-            "tokens": state.get("tokens", 0) + self.rt.model.usage.total_tokens - tokens_before,
-            "model_seconds": state.get("model_seconds", 0.0) + self.rt.model.usage.latency_s - model_before,
+            "tokens": state.get("tokens", 0) + used.total_tokens,
+            "model_seconds": state.get("model_seconds", 0.0) + used.latency_s,
             "elapsed_s": state.get("elapsed_s", 0.0) + spent,
         }
 
@@ -153,13 +152,10 @@ class Loop:
 
     def _record_cycle(self, state: LoopState, cycle: int) -> None:
         """One row per cycle with that cycle's own costs (the state carries run totals)."""
-        from sqlmodel import select
-
         store = self.rt.store
-        with store.session() as s:
-            earlier = list(s.exec(select(Cycle).where(Cycle.run_id == state["run_id"], Cycle.number < cycle)))
-            if s.exec(select(Cycle).where(Cycle.run_id == state["run_id"], Cycle.number == cycle)).first():
-                return  # recorded before a kill: a resumed decide does not add it twice
+        if store.get_cycle(state["run_id"], cycle) is not None:
+            return  # recorded before a kill: a resumed decide does not add it twice
+        earlier = store.cycles(run_id=state["run_id"], before=cycle)
         seconds = {k: v - sum(c.phase_seconds.get(k, 0.0) for c in earlier)
                    for k, v in state.get("phase_seconds", {}).items()}
         store.add(Cycle(run_id=state["run_id"], number=cycle, status="done", phase_seconds=seconds,
@@ -182,10 +178,7 @@ class Loop:
 
 
 def _promotions(store, cycle: int) -> list[Promotion]:
-    from sqlmodel import select
-
-    with store.session() as s:
-        return list(s.exec(select(Promotion).where(Promotion.cycle == cycle)))
+    return store.promotions(cycle=cycle)
 
 
 def _amend(history: list[dict], **fields) -> list[dict]:

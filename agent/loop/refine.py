@@ -9,10 +9,10 @@ Duplicates are absorbed by the store (exact digest or embedding similarity).
 
 from __future__ import annotations
 
-from agent.attempt import exemplar_text
 from agent.errors import OutputParseError
 from agent.prompts import fence
 from agent.loop.runtime import Runtime
+from memory.trajectory import Trajectory
 
 INSIGHT_OPS_SCHEMA = {
     "type": "object",
@@ -36,23 +36,10 @@ ANALYSE_PROMPT = (
 )
 
 
-def _attempt_text(trajectory: list[dict]) -> str:
-    parts = []
-    for item in trajectory:
-        if item["type"] == "thought":
-            parts.append(item["text"])
-        elif item["type"] == "action":
-            parts.append(f"[{item['action']}] {item['input']}")
-        elif item["type"] == "observation":
-            parts.append(f"[result] {item['content'][:200]}")
-    return "\n".join(parts)[-1500:]
-
-
 def current_insights(store, limit: int = 12):
-    rows = store.experiences(kind="insight", split="train", active=True)
-    rows = [r for r in rows if r.trust != "untrusted"]
-    rows.sort(key=lambda r: (-r.importance, -r.usefulness, r.id))
-    return rows[:limit]
+    # The refiner's view includes quarantined rules; a policy's prompts take only
+    # store.policy_insights (verified).
+    return store.insight_pool(limit)
 
 
 def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
@@ -63,11 +50,12 @@ def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
         {"role": "system", "content": ANALYSE_PROMPT},
         {"role": "user", "content": (
             f"Problem:\n{fence(task.question, 'problem')}\n\nAttempt (answer {episode.final_answer!r}):\n"
-            f"{fence(_attempt_text(episode.trajectory), 'attempt')}\n\nReference solution (answer "
+            f"{fence(Trajectory.from_stored(episode.trajectory).attempt_text(), 'attempt')}\n\nReference solution (answer "
             f"{task.answer}):\n{fence(reference, 'reference')}\n\nCurrent rules:\n{listing}")},
     ]
     try:
         out = rt.model.complete(messages, schema=INSIGHT_OPS_SCHEMA, max_tokens=200)
+        rt.usage.add(out.usage)
     except OutputParseError:
         return "unparsable"
     op = out.parsed if isinstance(out.parsed, dict) else {}
@@ -116,7 +104,7 @@ def refine(rt: Runtime, *, run_id: str, cycle: int, policy_id: str) -> dict:
                                                 trust="verified", **provenance)
                 counts["skill"] += added is not None
             else:
-                text = exemplar_text(task.question, ep.trajectory, ep.final_answer)
+                text = Trajectory.from_stored(ep.trajectory).exemplar_text(task.question, ep.final_answer)
                 added = rt.store.add_experience("exemplar", text, key=task.question, trust="verified",
                                                 **provenance)
                 counts["exemplar"] += added is not None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Settings
-from agent.model.llm import ChatModel
+from agent.attempt import Solvers
+from agent.model.llm import ChatModel, Usage
 from agent.solver import Solver
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -25,28 +27,24 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     progress: Progress = lambda phase, done, total: None
     log: Callable[[str, dict[str, Any]], None] = lambda event, data: None
-    _solvers: dict[tuple, Solver] = field(default_factory=dict)
+    # Model usage of the phase in progress: every call a phase makes adds its own usage here.
+    usage: Usage = field(default_factory=Usage)
+    _solvers: Solvers | None = None
 
-    def solver(self, max_steps: int, tool_names: tuple[str, ...], model_id: str = "", adapter: str = "") -> Solver:
-        key = (max_steps, tool_names, model_id, adapter)
-        if key not in self._solvers:
-            chosen = [t for t in self.tools if t.name in tool_names]
-            model = self.model
-            if (model_id and model_id != getattr(self.model, "name", "")) or adapter:
-                # A fine-tuned policy runs on its own model id at the same endpoint, or on the
-                # embedded model with its LoRA adapter applied.
-                from agent.model.llm import make_model
+    def solver(self, policy) -> Solver:
+        if self._solvers is None:
+            self._solvers = Solvers(self.settings, self.model, self.tools)
+        return self._solvers.for_policy(policy)
 
-                model = make_model(self.settings, model_id=model_id, adapter=adapter)
-            self._solvers[key] = Solver(model, chosen, max_steps=max_steps,
-                                        max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                        input_chars=1500 if self._code else 400,
-                                        numeric_answers=not self._code)
-        return self._solvers[key]
-
-    @property
-    def _code(self) -> bool:
-        return getattr(self.suite, "name", "") == "code"
+    @contextmanager
+    def counting(self) -> Iterator[Usage]:
+        """A fresh usage for the block (a phase); afterwards it also counts in the outer one."""
+        outer, self.usage = self.usage, Usage()
+        try:
+            yield self.usage
+        finally:
+            spent, self.usage = self.usage, outer
+            outer.add(spent)
 
 
 def make_runtime(settings: Settings, *, suite: str, tasks_file=None, model: ChatModel | None = None,

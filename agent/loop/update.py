@@ -7,18 +7,7 @@ verified train episodes exported as chat fine-tuning JSONL for an OpenAI-compati
 from __future__ import annotations
 
 from agent.policy import PolicySpec, create_candidate, spec_of
-from agent.loop.refine import current_insights
 from agent.loop.runtime import Runtime
-
-
-def _max_experience_id(store) -> int:
-    from sqlalchemy import func
-    from sqlmodel import select
-
-    from memory.models import Experience
-
-    with store.session() as s:
-        return s.exec(select(func.max(Experience.id))).one() or 0
 
 
 def build_candidate_spec(rt: Runtime, incumbent) -> PolicySpec:
@@ -27,8 +16,8 @@ def build_candidate_spec(rt: Runtime, incumbent) -> PolicySpec:
     store = rt.store
     has_exemplars = bool(store.experiences(kind="exemplar", split="train", trust="verified", active=True))
     has_skills = bool(store.experiences(kind="skill", split="train", trust="verified", active=True))
-    insights = current_insights(store, loop.insights_max)
-    snapshot = _max_experience_id(store)
+    insights = store.policy_insights(loop.insights_max)  # verified only: the quarantine holds
+    snapshot = store.max_experience_id()
     return spec.model_copy(update={
         "exemplars_k": loop.exemplars_k if has_exemplars else spec.exemplars_k,
         "skills_k": 2 if has_skills else spec.skills_k,

@@ -22,7 +22,6 @@ from typing import Any
 
 from agent.errors import ConfigError, IntegrityError
 
-_ROLES = ("system", "user", "assistant", "tool")
 _DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
 
@@ -65,22 +64,22 @@ def is_train_only(store, task, episode=None) -> bool:
 
 
 def episode_messages(episode, task) -> list[dict[str, str]] | None:
-    """The chat an episode's solution amounts to, in the plain form the embedded model sees.
-
-    Stands in for the typed trajectory's `to_messages()` until that lands: the stored
-    trajectory when it holds a user turn and ends on the assistant, else (question, verified
-    final answer).
-    """
+    """The chat an episode's solution amounts to, in the plain form the embedded model sees:
+    the typed trajectory's messages (system, question, reasoning, tool calls and results,
+    answer), with tool turns rewritten as text the way the embedded backend sends them."""
     from agent.model.llm import plain_messages
+    from memory.trajectory import Trajectory
 
-    turns = [m for m in (episode.trajectory or []) if isinstance(m, dict) and m.get("role") in _ROLES]
-    msgs = plain_messages(turns) if turns else []
-    if not any(m["role"] == "user" for m in msgs) or msgs[-1]["role"] != "assistant" or not msgs[-1]["content"]:
-        if not episode.final_answer.strip():
-            return None
-        msgs = [{"role": "user", "content": task.question},
-                {"role": "assistant", "content": episode.final_answer}]
-    return [{"role": m["role"], "content": str(m.get("content") or "")} for m in msgs]
+    msgs = Trajectory.from_stored(episode.trajectory).to_messages(final_answer=episode.final_answer,
+                                                                  question=task.question)
+    if not msgs or msgs[-1]["role"] != "assistant" or msgs[-1].get("tool_calls"):
+        return None
+    names = {c["id"]: c["function"]["name"] for m in msgs for c in m.get("tool_calls") or []}
+    msgs = [{**m, "name": names.get(m.get("tool_call_id"), "tool")} if m["role"] == "tool" else m for m in msgs]
+    plain = [{"role": m["role"], "content": str(m.get("content") or "")} for m in plain_messages(msgs)]
+    if not any(m["role"] == "user" for m in plain) or not plain[-1]["content"].strip():
+        return None
+    return plain
 
 
 def _normalised_answer(messages: Sequence[dict[str, str]]) -> str:

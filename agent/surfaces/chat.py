@@ -9,7 +9,6 @@ from. Ctrl-C cancels the turn in progress (nothing is stored) and keeps the sess
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from agent.errors import ModelUnavailable
 from agent.policy import PolicySpec, incumbent
 from agent.surfaces.worker import InputError, check_question, rate_episode, user_task
 from memory.models import Episode
+from memory.trajectory import Reply
+from tools.text import terminal_safe
 
 HISTORY_TURNS = 3
 REPLY_INSTRUCTION = (
@@ -62,8 +63,7 @@ class ChatSession:
     console: Console = field(default_factory=Console)
     turns: list[Turn] = field(default_factory=list)
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-    _solver: Any = None
-    _solver_policy: str | None = None
+    _solvers: Any = None
 
     COMMANDS = ("good", "bad", "policy", "memory", "tools", "new", "help", "quit", "exit")
 
@@ -88,21 +88,16 @@ class ChatSession:
         return True
 
     def say(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(terminal_safe(text), highlight=False)
 
     # -- a turn -------------------------------------------------------------------------------
 
     def _solver_for(self, policy):
-        if self._solver is None or self._solver_policy != policy.id:
-            from agent.solver import Solver
+        if self._solvers is None:
+            from agent.attempt import Solvers
 
-            spec = PolicySpec.model_validate(policy.spec)
-            self._solver = Solver(self.model, [t for t in self.tools if t.name in spec.tools],
-                                  max_steps=spec.max_steps,
-                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._show_event)
-            self._solver_policy = policy.id
-        return self._solver
+            self._solvers = Solvers(self.settings, self.model, self.tools)
+        return self._solvers.for_policy(policy)
 
     def _show_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "thought":
@@ -131,17 +126,23 @@ class ChatSession:
         except InputError as exc:
             self.say(f"[yellow]{escape(str(exc))}[/]")
             return None
-        from agent.attempt import build_context
+        from agent.attempt import run_attempt
 
         policy = incumbent(self.store)
         spec = PolicySpec.model_validate(policy.spec)
-        question = self._question_with_history(text)
-        started = time.perf_counter()
-        used_before = (self.model.usage.prompt_tokens, self.model.usage.completion_tokens)
+        task = user_task(text, suite="chat")
+        replies: list[str] = []
+
+        def reply(result) -> list[Reply]:
+            replies.append(self._stream_reply(spec, text, result))
+            return [Reply(text=replies[-1])]
+
         try:
-            ctx = build_context(self.store, spec, question)
-            result = self._solver_for(policy).solve(question, spec, ctx)
-            reply = self._stream_reply(spec, text, result)
+            self.store.upsert_tasks([task])
+            episode = run_attempt(
+                store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", source="chat",
+                question=self._question_with_history(text), on_event=self._show_event, finish=reply)
         except KeyboardInterrupt:
             self.console.print()
             self.say("[yellow]cancelled[/] (nothing stored)")
@@ -152,27 +153,16 @@ class ChatSession:
         except Exception as exc:  # a broken turn must not end the session
             self.say(f"[red]this turn failed:[/] {escape(type(exc).__name__ + ': ' + str(exc))}")
             return None
-        task = user_task(text, suite="chat")
-        self.store.upsert_tasks([task])
-        episode = self.store.add_episode(Episode(
-            run_key=f"chat/{self.session_id}/{len(self.turns)}/{uuid.uuid4().hex[:6]}", task_id=task.id,
-            split=task.split, policy_id=policy.id, model_fingerprint=self.model.fingerprint, source="chat",
-            trajectory=[*result.trajectory, {"type": "reply", "text": reply}], final_answer=result.final_answer,
-            verdict="pending", error=result.error, shown_experience_ids=ctx.experience_ids,
-            prompt_tokens=self.model.usage.prompt_tokens - used_before[0],
-            completion_tokens=self.model.usage.completion_tokens - used_before[1],
-            latency_s=time.perf_counter() - started))
-        turn = Turn(question=text, answer=result.final_answer, reply=reply, episode_id=episode.id)
+        if episode.verdict == "error":
+            self.say(f"[red]this turn failed:[/] {escape(episode.error)}")
+            return None
+        turn = Turn(question=text, answer=episode.final_answer, reply=replies[-1] if replies else "",
+                    episode_id=episode.id)
         self.turns.append(turn)
         return turn
 
     def _stream_reply(self, spec: PolicySpec, text: str, result) -> str:
-        work = []
-        for item in result.trajectory:
-            if item["type"] == "action" and item["action"] != "final_answer":
-                work.append(f"called {item['action']}({item['input']})")
-            elif item["type"] == "observation":
-                work.append(f"got {item['content'][:300]}")
+        work = result.trajectory.work_summary()
         answer = result.final_answer or "(no answer found)"
         messages: list[dict[str, str]] = [{"role": "system", "content": spec.system_prompt}]
         for t in self.turns[-HISTORY_TURNS:]:
@@ -187,7 +177,7 @@ class ChatSession:
         pieces = []
         for piece in self.model.stream(messages, max_tokens=self.settings.model.max_tokens):
             pieces.append(piece)
-            out.write(piece)
+            out.write(terminal_safe(piece))
             out.flush()
         out.write("\n")
         out.flush()

@@ -16,10 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
-
 from agent.loop.stats import wilson_interval
-from memory.models import Cycle, Episode, EvalRun, Experience, Policy, Pointer, Promotion
+from memory.models import Cycle, EvalRun, Experience, Policy, Promotion
 
 COLORS = {"incumbent": "#4b6a88", "candidate": "#e07a1f", "promote": "#2e8b57", "reject": "#9a9a9a",
           "rollback": "#c0392b"}
@@ -38,20 +36,15 @@ class Data:
 
 
 def load(store) -> Data:
-    with store.session(read_only=True) as s:
-        pointer = s.get(Pointer, "incumbent")
-        episodes = s.exec(select(Episode.cycle, Episode.source, Episode.prompt_tokens, Episode.completion_tokens,
-                                 Episode.latency_s, Episode.created_at, Episode.verdict)
-                          .order_by(col(Episode.id))).all()
-        return Data(
-            evals=list(s.exec(select(EvalRun).order_by(col(EvalRun.id))).all()),
-            promotions=list(s.exec(select(Promotion).order_by(col(Promotion.id))).all()),
-            cycles=list(s.exec(select(Cycle).order_by(col(Cycle.id))).all()),
-            episodes=[tuple(r) for r in episodes],
-            experiences=list(s.exec(select(Experience).order_by(col(Experience.id))).all()),
-            policies={p.id: p for p in s.exec(select(Policy)).all()},
-            incumbent=pointer.policy_id if pointer else None,
-        )
+    return Data(
+        evals=store.eval_runs(),
+        promotions=store.promotions(),
+        cycles=store.cycles(),
+        episodes=store.episode_costs(),
+        experiences=store.experiences(active=None),
+        policies={p.id: p for p in store.policies()},
+        incumbent=store.get_pointer("incumbent"),
+    )
 
 
 # ---------------------------------------------------------------- plots

@@ -118,6 +118,27 @@ def improvement_lock(settings: Settings, *, overlap: Overlap = "skip", what: str
                 break
             except Timeout:
                 continue
+    # On a shared PostgreSQL store the lock is also held in the database, so processes on
+    # other machines (other homes) never improve at the same time.
+    from memory.locks import database_lock
+
+    db_lock = database_lock(settings.database_url, LOCK_NAME)
+    told = False
+    try:
+        while db_lock is not None and not db_lock.try_acquire():
+            elsewhere = {"what": "improvement run on another machine (database lock)"}
+            if overlap == "skip" or (stop is not None and stop.is_set()):
+                raise LockBusy("another improvement run holds the database lock (a process on another "
+                               "machine or home sharing this database)", elsewhere)
+            if on_wait is not None and not told:
+                on_wait(elsewhere)
+                told = True
+            (stop or threading.Event()).wait(poll_s)
+    except BaseException:
+        lock.release()
+        if db_lock is not None:
+            db_lock.close()
+        raise
     # The holder file only explains the lock to the next run; the lock itself is the flock.
     holder_file = _holder_path(settings, LOCK_NAME)
     try:
@@ -129,6 +150,8 @@ def improvement_lock(settings: Settings, *, overlap: Overlap = "skip", what: str
             holder_file.unlink()
         except OSError:
             pass
+        if db_lock is not None:
+            db_lock.close()
         lock.release()
 
 

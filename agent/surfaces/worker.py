@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from sqlmodel import col, func, select
 
 from agent.config import ConfigError, Settings
 from agent.errors import EvolveError, InputError, ModelUnavailable, TaskTimeout
 from agent.policy import PolicySpec, incumbent
 from agent.tasks.base import Verdict, verify_code, verify_qa
-from memory.models import Episode, QueueItem, Task, utcnow
+from memory.models import Episode, QueueItem, Task
 
 # A question is text a person typed or pasted; anything longer is almost surely a mistake
 # (a file pasted whole), and would not fit the embedded model's context anyway.
@@ -65,17 +65,7 @@ def enqueue(store, tasks: list[Task]) -> list[QueueItem]:
     """Store the tasks and queue one item each, all in one transaction."""
     for t in tasks:
         check_question(t.question)
-    store.upsert_tasks(tasks)
-    items = []
-    with store.session() as s:
-        for t in tasks:
-            item = QueueItem(task_id=t.id)
-            s.add(item)
-            items.append(item)
-        s.flush()
-        for item in items:
-            s.refresh(item)
-    return items
+    return store.enqueue(tasks)
 
 
 def submit_question(store, question: str, *, answer: str = "") -> QueueItem:
@@ -91,48 +81,29 @@ def submit_file(store, path: Path) -> list[QueueItem]:
 
 
 def queue_counts(store) -> dict[str, int]:
-    with store.session(read_only=True) as s:
-        rows = s.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
-    counts = {"queued": 0, "running": 0, "done": 0, "error": 0}
-    counts.update({status: int(n) for status, n in rows})
-    return counts
+    return store.queue_counts()
 
 
 def _set_item(store, item_id: int, **fields) -> None:
-    with store.session() as s:
-        row = s.get(QueueItem, item_id)
-        for k, v in fields.items():
-            setattr(row, k, v)
-        row.updated_at = utcnow()
-        s.add(row)
+    store.set_queue_item(item_id, **fields)
 
 
-def claim_next(store) -> QueueItem | None:
-    """The oldest queued item, marked running. A write transaction, so two claimers never
-    get the same item."""
-    with store.session() as s:
-        # LIMIT matters: .first() alone would load every queued row on every claim.
-        row = s.exec(select(QueueItem).where(QueueItem.status == "queued").order_by(QueueItem.id).limit(1)).first()
-        if row is None:
-            return None
-        row.status = "running"
-        row.updated_at = utcnow()
-        s.add(row)
-        s.flush()
-        s.refresh(row)
-        return row
+def claim_next(store, worker: str = "", lease_s: float | None = None) -> QueueItem | None:
+    """The oldest claimable item (queued, or held under a lease that ran out), now running
+    under `worker`'s lease. Several workers on one store never get the same item."""
+    lease = store.settings.memory.queue_lease_s if lease_s is None else lease_s
+    return store.claim_next(worker, lease_s=lease)
 
 
-def requeue_interrupted(store) -> list[int]:
-    """Items left `running` by a worker that died; the caller holds the worker lock, so no
-    live worker owns them."""
-    with store.session() as s:
-        rows = s.exec(select(QueueItem).where(QueueItem.status == "running").order_by(QueueItem.id)).all()
-        for row in rows:
-            row.status = "queued"
-            row.updated_at = utcnow()
-            s.add(row)
-        return [r.id for r in rows]
+def requeue_interrupted(store, worker: str | None = None) -> list[int]:
+    """Items left `running` by `worker` before it died (or by anyone, when `worker` is None).
+    Items of other workers on a shared store are theirs until their lease runs out."""
+    return store.requeue_interrupted(worker)
+
+
+def worker_id(settings: Settings) -> str:
+    """Stable across restarts of the worker for one home (one worker per home, file lock)."""
+    return f"{socket.gethostname()}:{Path(settings.home).resolve()}"
 
 
 # ---------------------------------------------------------------- feedback
@@ -143,19 +114,7 @@ def rate_episode(store, episode_id: int, good: bool, why: str = "") -> Episode:
 
     The experiences the episode showed are credited (or not) only now, since a pending episode
     said nothing about them."""
-    with store.session() as s:
-        ep = s.get(Episode, episode_id)
-        if ep is None:
-            raise KeyError(f"no episode {episode_id}")
-        ep.verdict = "pass" if good else "fail"
-        ep.reward = 1.0 if good else 0.0
-        ep.feedback = (why.strip() or ("rated good" if good else "rated bad"))[:2000]
-        s.add(ep)
-        s.flush()
-        s.refresh(ep)
-    if ep.shown_experience_ids:
-        store.record_usage(ep.id, ep.shown_experience_ids, good)
-    return ep
+    return store.rate_episode(episode_id, good, why)
 
 
 # ---------------------------------------------------------------- logging and heartbeat
@@ -271,11 +230,13 @@ class Worker:
         self._wait = wait or self.stop.wait
         self._deadline: float | None = None
         self._current: dict[str, Any] = {}
-        self._solver = None
-        self._solver_policy: str | None = None
+        self._solvers = None
         self._state_path = worker_dir(settings) / "state.json"
         self.state = self._load_state()
         self.counts = {"done": 0, "error": 0, "outages": 0, "improvements": 0}
+        self.worker_id = worker_id(settings)
+        self.lease_s = settings.memory.queue_lease_s
+        self._lease_renewed = 0.0
 
     # -- persistent trigger state -----------------------------------------------------------
 
@@ -311,17 +272,11 @@ class Worker:
         return self._all_tools
 
     def _solver_for(self, policy):
-        # Rebuilt only when the incumbent moves: a promotion may change tools or step budget.
-        if self._solver is None or self._solver_policy != policy.id:
-            from agent.solver import Solver
+        if self._solvers is None:
+            from agent.attempt import Solvers
 
-            spec = PolicySpec.model_validate(policy.spec)
-            tools = [t for t in self._tools() if t.name in spec.tools]
-            self._solver = Solver(self.model, tools, max_steps=spec.max_steps,
-                                  max_tokens_per_task=self.settings.loop.max_tokens_per_task,
-                                  on_event=self._on_event)
-            self._solver_policy = policy.id
-        return self._solver
+            self._solvers = Solvers(self.settings, self.model, self._tools())
+        return self._solvers.for_policy(policy)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"item": self._current.get("item")}
@@ -334,52 +289,31 @@ class Worker:
         else:
             fields.update({k: str(v)[:200] for k, v in data.items()})
         self.log(f"step_{kind}", **fields)
+        item_id = self._current.get("item")
+        if item_id is not None and self.clock() - self._lease_renewed > self.lease_s / 4:
+            # Keep the claim while working; other workers take it over only after we stop.
+            self.store.renew_lease(item_id, self.worker_id, lease_s=self.lease_s)
+            self._lease_renewed = self.clock()
         # The solver has no clock of its own: the limit is checked between steps, and a single
         # model call is bounded by the model layer's timeout.
         if self._deadline is not None and self.clock() > self._deadline and kind != "final":
             raise TaskTimeout(f"task ran past the {self.task_timeout_s:g} s limit")
 
     def _attempt(self, item: QueueItem, task: Task, policy) -> Episode:
-        from agent.attempt import build_context, run_attempt
+        from agent.attempt import run_attempt
 
-        solver = self._solver_for(policy)
-        run_key = f"worker/q{item.id}"
+        # No reference: the episode waits for a person's rating (rate_episode).
         verifiable = bool(task.answer.strip()) or bool(task.tests.strip())
-        if verifiable:
-            return run_attempt(store=self.store, solver=solver, suite=_Verifier(), task=task, policy=policy,
-                               run_key=run_key, source="worker", sandbox=self.sandbox)
-        # No reference: the episode waits for a person's rating (rate_episode), and the
-        # experiences it showed are credited only then.
-        existing = self.store.episode_by_key(run_key)
-        if existing is not None:
-            return existing
-        spec = PolicySpec.model_validate(policy.spec)
-        ctx = build_context(self.store, spec, task.question, exclude_task_ids=[task.id])
-        started = time.perf_counter()
-        episode = Episode(run_key=run_key, task_id=task.id, split=task.split, policy_id=policy.id,
-                          model_fingerprint=self.model.fingerprint, source="worker",
-                          shown_experience_ids=ctx.experience_ids, verdict="pending")
-        try:
-            result = solver.solve(task.question, spec, ctx)
-        except ModelUnavailable:
-            raise
-        except Exception as exc:
-            episode.verdict = "error"
-            episode.error = f"{type(exc).__name__}: {exc}"[:2000]
-            episode.latency_s = time.perf_counter() - started
-            return self.store.add_episode(episode)
-        episode.trajectory = result.trajectory
-        episode.final_answer = result.final_answer
-        episode.error = result.error
-        episode.prompt_tokens = result.usage.prompt_tokens
-        episode.completion_tokens = result.usage.completion_tokens
-        episode.latency_s = time.perf_counter() - started
-        return self.store.add_episode(episode)
+        return run_attempt(store=self.store, solver=self._solver_for(policy), task=task, policy=policy,
+                           run_key=f"worker/q{item.id}", source="worker",
+                           suite=_Verifier() if verifiable else None, sandbox=self.sandbox,
+                           on_event=self._on_event)
 
     def process(self, item: QueueItem) -> str:
         """Solve one claimed item. Returns "done", "error" or "outage" (item kept running)."""
         task = self.store.get_task(item.task_id)
         self._current = {"item": item.id, "task": item.task_id}
+        self._lease_renewed = self.clock()
         if task is None:
             _set_item(self.store, item.id, status="error", error=f"task {item.task_id!r} is missing from the store")
             self.log("task_error", item=item.id, error="task missing")
@@ -480,7 +414,7 @@ class Worker:
                               f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
         restore = self._install_signals()
         try:
-            resumed = requeue_interrupted(self.store)
+            resumed = requeue_interrupted(self.store, self.worker_id)
             self.log("worker_start", pid=os.getpid(), resumed=resumed, queue=queue_counts(self.store),
                      improve_every=self.improve_every, schedule=bool(self.trigger))
             self.beat("starting")
@@ -490,7 +424,7 @@ class Worker:
                 if self.max_items is not None and processed >= self.max_items:
                     self.log("max_items_reached", processed=processed)
                     break
-                item = claim_next(self.store)
+                item = claim_next(self.store, self.worker_id, self.lease_s)
                 if item is None:
                     self.maybe_improve()
                     if self.exit_when_empty:
@@ -554,18 +488,12 @@ class _Verifier:
 
 def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
     """What `evolve status` shows: queue, worker heartbeat, incumbent, last cycles and errors."""
-    from memory.models import Cycle, Policy, Pointer, Promotion
-
-    with store.session(read_only=True) as s:
-        pointer = s.get(Pointer, "incumbent")
-        policy = s.get(Policy, pointer.policy_id) if pointer else None
-        cycles = s.exec(select(Cycle).order_by(col(Cycle.id).desc()).limit(limit)).all()
-        promotions = s.exec(select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)).all()
-        queue_errors = s.exec(select(QueueItem).where(QueueItem.status == "error")
-                              .order_by(col(QueueItem.updated_at).desc()).limit(limit)).all()
-        episode_errors = s.exec(select(Episode).where(Episode.verdict == "error")
-                                .order_by(col(Episode.id).desc()).limit(limit)).all()
-        pending = int(s.exec(select(func.count()).select_from(Episode).where(Episode.verdict == "pending")).one())
+    policy = store.pointed_policy("incumbent")
+    cycles = store.cycles(newest_first=True, limit=limit)
+    promotions = store.promotions(newest_first=True, limit=limit)
+    queue_errors = store.queue_items(status="error", newest_first=True, limit=limit)
+    episode_errors = store.recent_error_episodes(limit)
+    pending = store.count_episodes(verdict="pending")
     beat = read_heartbeat(settings)
     spec = PolicySpec.model_validate(policy.spec) if policy else None
     return {

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import ConfigError
 from agent.tasks.answers import extract_answer, numbers_match, parse_number, text_matches
+from agent.tasks.codecheck import run_pair, solution_names
 from memory.models import SPLITS, Task
 
 
@@ -37,7 +37,11 @@ class SandboxResultLike(Protocol):
 
 @runtime_checkable
 class SandboxLike(Protocol):
-    """`tools.sandbox.Sandbox`, or anything with the same `run`, e.g. a fake in tests."""
+    """`tools.sandbox.Sandbox`, or anything with the same `run`, e.g. a fake in tests.
+
+    `run` must accept `give_fds`: descriptors handed to the child under the same numbers and
+    closed in the caller once the child has started (the code verifier's pipes).
+    """
 
     def run(self, code: str, **kwargs: Any) -> SandboxResultLike: ...
 
@@ -128,10 +132,11 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
 def verify_code(
     task: Task, output: str, sandbox: SandboxLike | None, timeout_s: float | None = None
 ) -> Verdict:
-    """Run the extracted solution followed by the task's tests in the sandbox.
+    """Run the extracted solution and the task's tests in two sandbox processes.
 
-    A fresh token is printed after the tests and required in stdout: a solution that exits
-    early (sys.exit(0), os._exit) would otherwise skip every assert and still exit cleanly.
+    See agent/tasks/codecheck.py: the tests call the solution over a pipe and compare plain
+    data they rebuilt themselves, so nothing the solution does in its own process (early
+    exits, patched builtins, lying `__eq__`, reading its files) can make a test pass.
     """
     if sandbox is None:
         raise ValueError(
@@ -143,19 +148,21 @@ def verify_code(
         code,
     ):
         return Verdict(False, 0.0, f"the answer does not define `{task.entry_point}`")
-    token = secrets.token_hex(8)
-    program = f"{code}\n\n{task.tests.rstrip()}\n\nprint({('tests-passed-' + token)!r})\n"
-    kwargs: dict[str, Any] = {}
-    if timeout_s is not None:
-        kwargs["timeout_s"] = timeout_s
-    result = sandbox.run(program, **kwargs)
-    if result.timed_out:
+    names = solution_names(code)
+    if isinstance(names, str):
+        return Verdict(False, 0.0, f"tests failed: {names}")
+    if task.entry_point and task.entry_point not in names:
+        names.append(task.entry_point)
+    solution, tests, token = run_pair(sandbox, code, task.tests, names, timeout_s)
+    if tests.timed_out or solution.timed_out:
         return Verdict(False, 0.0, "timed out while running the tests")
-    if result.limit:
-        return Verdict(False, 0.0, f"stopped by the sandbox: {result.limit} limit")
-    if result.ok and f"tests-passed-{token}" in result.stdout:
+    if tests.ok and token in tests.stdout.splitlines():
         return Verdict(True, 1.0, "all tests passed")
-    if result.ok:
-        return Verdict(False, 0.0, "the program exited before the tests finished")
-    failure = _last_lines(result.stderr) or f"exit code {result.exit_code}"
+    if solution.limit:
+        return Verdict(False, 0.0, f"stopped by the sandbox: {solution.limit} limit")
+    if tests.limit:
+        return Verdict(False, 0.0, f"stopped by the sandbox: {tests.limit} limit")
+    failure = _last_lines(tests.stderr, n=1) or f"exit code {tests.exit_code}"
+    if not solution.ok and solution.stderr.strip():
+        failure += f" | solution: {_last_lines(solution.stderr, n=1)}"
     return Verdict(False, 0.0, f"tests failed: {failure}")

@@ -1,0 +1,100 @@
+"""`evolve serve`: the verified embedded model as one OpenAI-compatible endpoint.
+
+Several workers and the improver then share one model process (one copy of the weights in
+memory, one llama.cpp context) instead of loading the model each. The server is
+llama-cpp-python's own (the optional extra `evolve[serve]`); evolve only chooses and verifies
+the weights, binds it to loopback unless told otherwise, and prints the settings clients need.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from agent.config import ConfigError, Settings, load_settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def alias_for(settings: Settings) -> str:
+    """The model id clients send: the preset name, or the GGUF file's stem."""
+    from agent.model.local_model import PRESETS
+
+    name = settings.model.model
+    return name if name in PRESETS else Path(name).expanduser().stem
+
+
+def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[Path]) -> dict:
+    """Everything `serve` hands llama-cpp-python's server, after checking it (no model loaded)."""
+    from agent.model import local_model
+
+    if settings.model.backend != "embedded":
+        raise ConfigError("evolve serve runs the embedded model; unset EVOLVE_MODEL__BACKEND (or set it to "
+                          "embedded) in the serving process, and point the workers at it instead")
+    key = settings.model.api_key.get_secret_value()
+    if not _is_loopback(host) and not key:
+        raise ConfigError(f"--host {host} exposes the model beyond this machine; set EVOLVE_MODEL__API_KEY "
+                          f"so clients must present it, or serve on 127.0.0.1")
+    if lora is not None and not lora.is_file():
+        raise ConfigError(f"--lora {lora}: no such adapter file")
+    path, sha = local_model.resolve_weights(settings.model, settings.models_dir)  # hash-checked
+    threads = local_model.choose_threads(settings.model.n_threads)
+    return {
+        "model": str(path), "sha256": sha, "alias": alias_for(settings), "host": host, "port": port,
+        "n_ctx": settings.model.n_ctx, "threads": threads, "seed": settings.model.seed,
+        "api_key": key or None, "lora": str(lora) if lora else None,
+    }
+
+
+def client_env(plan: dict) -> str:
+    host = "127.0.0.1" if plan["host"] in ("0.0.0.0", "::") else plan["host"]
+    url = f"http://{host}:{plan['port']}/v1"
+    return f"EVOLVE_MODEL__BACKEND=openai EVOLVE_MODEL__BASE_URL={url} EVOLVE_MODEL__MODEL={plan['alias']}"
+
+
+def run_server(plan: dict) -> None:
+    from agent.model.local_model import apply_openmp_defaults
+
+    apply_openmp_defaults(plan["threads"])  # before llama_cpp (and libgomp) loads
+    try:
+        import uvicorn
+        from llama_cpp.server.app import create_app
+        from llama_cpp.server.settings import ModelSettings, ServerSettings
+    except ImportError as exc:
+        raise ConfigError('evolve serve needs the server extra: pip install "evolve[serve]" '
+                          f'(llama-cpp-python[server]); missing {exc.name}') from None
+    model = ModelSettings(
+        model=plan["model"], model_alias=plan["alias"], n_ctx=plan["n_ctx"], n_threads=plan["threads"],
+        n_threads_batch=plan["threads"], seed=plan["seed"], lora_path=plan["lora"], verbose=False,
+    )
+    server = ServerSettings(host=plan["host"], port=plan["port"], api_key=plan["api_key"])
+    app = create_app(server_settings=server, model_settings=[model])
+    # uvicorn's "Uvicorn running on ..." line (stderr) is the readiness signal scripts wait for.
+    uvicorn.run(app, host=plan["host"], port=plan["port"], access_log=False, log_level="info")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Listen address; anything but loopback needs EVOLVE_MODEL__API_KEY."),
+    port: int = typer.Option(8011, help="Listen port."),
+    lora: Optional[Path] = typer.Option(None, "--lora", help="A GGUF LoRA adapter to apply."),
+) -> None:
+    """Serve the configured embedded model (verified weights) as an OpenAI-compatible endpoint."""
+    settings = load_settings()
+    settings.ensure_dirs()
+    plan = server_plan(settings, host=host, port=port, lora=lora)
+    sys.stderr.write(f"serving {plan['alias']} (gguf-sha256:{plan['sha256'][:16]}…, {plan['threads']} "
+                     f"thread(s)) on http://{plan['host']}:{plan['port']}/v1\n"
+                     f"clients: {client_env(plan)}\n")
+    sys.stderr.flush()
+    run_server(plan)
