@@ -63,7 +63,7 @@ def main() -> int:
 
     train_tasks = rt.suite.load("train", limit=args.train, seed=args.seed)
     rt.store.upsert_tasks(train_tasks)
-    solver = rt.solver(spec.max_steps, spec.tools, spec.model_id, spec.adapter)
+    solver = rt.solver(base)
     passed = 0
     for i, task in enumerate(train_tasks):
         ep = run_attempt(store=rt.store, solver=solver, suite=rt.suite, task=task, policy=base,
