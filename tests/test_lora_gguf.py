@@ -133,16 +133,20 @@ def test_a_model_gguf_is_not_read_as_an_adapter(tmp_path):
 
 
 @pytest.mark.integration
-def test_llama_cpp_loads_our_adapter_and_applies_it(settings, tmp_path):
+@pytest.mark.parametrize("preset,arch", [
+    ("smollm2-135m", "llama"),
+    pytest.param("qwen2.5-coder-0.5b", "qwen2", marks=pytest.mark.default_model),
+])
+def test_llama_cpp_loads_our_adapter_and_applies_it(settings, tmp_path, preset, arch):
     """A zero B is the identity (same greedy text as the base); a large random B changes it."""
     import llama_cpp
 
     from agent.model.local_model import resolve_weights
 
-    cfg = settings.model.model_copy(update={"model": "smollm2-135m"})
+    cfg = settings.model.model_copy(update={"model": preset})
     path, _ = resolve_weights(cfg, settings.models_dir)
     base = lg.read_base_info(path)
-    assert (base.arch, base.n_head, base.n_head_kv) == ("llama", 9, 3)
+    assert base.arch == arch and base.n_head > base.n_head_kv > 0
     rng = np.random.default_rng(5)
     names = [f"blk.{i}.attn_{p}.weight" for i in range(4) for p in ("q", "k", "v")]
     noisy = _adapter(rng, rank=4, base=base, names=names)
