@@ -40,23 +40,24 @@ class Solvers:
         self.sandbox = sandbox
         self._built: dict[tuple, Solver] = {}
 
-    def model_for(self, model_id: str = "") -> ChatModel:
-        if not model_id or model_id == getattr(self.model, "name", ""):
+    def model_for(self, model_id: str = "", adapter: str = "") -> ChatModel:
+        if (not model_id or model_id == getattr(self.model, "name", "")) and not adapter:
             return self.model
-        key = ("model", model_id)
+        key = ("model", model_id, adapter)
         if key not in self._built:
-            # A fine-tuned policy runs on its own model id at the same endpoint.
+            # A fine-tuned policy runs on its own model id at the same endpoint, or on the
+            # embedded model with its LoRA adapter applied (agent/model/adapters.py).
             from agent.model.llm import make_model
 
-            self._built[key] = make_model(self.settings, model_id=model_id)
+            self._built[key] = make_model(self.settings, model_id=model_id, adapter=adapter)
         return self._built[key]
 
     def for_policy(self, policy: Policy | PolicySpec) -> Solver:
         spec = policy if isinstance(policy, PolicySpec) else PolicySpec.model_validate(policy.spec)
-        key = (spec.max_steps, tuple(spec.tools), spec.model_id)
+        key = (spec.max_steps, tuple(spec.tools), spec.model_id, spec.adapter)
         if key not in self._built:
             chosen = [t for t in self.tools if t.name in spec.tools]
-            self._built[key] = Solver(self.model_for(spec.model_id), chosen, max_steps=spec.max_steps,
+            self._built[key] = Solver(self.model_for(spec.model_id, spec.adapter), chosen, max_steps=spec.max_steps,
                                       max_tokens_per_task=self.settings.loop.max_tokens_per_task,
                                       sandbox=self.sandbox)
         return self._built[key]

@@ -101,8 +101,11 @@ class LoopSettings(BaseModel):
                                                      "reason", "tools", "instruction")
     # In-weight update: "off"; "export" writes verified train episodes as chat fine-tuning
     # JSONL at each update; "openai" also submits a fine-tuning job to the configured
-    # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate.
-    finetune: Literal["off", "export", "openai"] = "off"
+    # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate;
+    # "local" trains a LoRA adapter for the embedded model on the CPU (needs evolve[train]).
+    finetune: Literal["off", "export", "openai", "local"] = "off"
+    finetune_steps: int = 30
+    finetune_minutes: float = 0.0  # 0: the step budget alone
     finetune_min_rows: int = 10
     finetune_poll_s: float = 30.0
     finetune_timeout_s: float = 6 * 3600.0

@@ -81,6 +81,17 @@ def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
         entry = {"candidate_id": candidate.id, "proposer": "finetune"}
         result.update(candidate_id=candidate.id, changed=True, finetuned_model=model_id,
                       candidates=[entry, *candidates[1:]])
+    if loop.finetune == "local":
+        from agent.model.adapters import finetune_local
+
+        ref = finetune_local(rt.settings, rt.store)
+        if ref:
+            # The in-weight candidate: the incumbent with a LoRA adapter, one more candidate for the gate.
+            candidate = create_candidate(rt.store, incumbent, spec.model_copy(update={"adapter": ref}),
+                                         note=f"cycle {cycle}, LoRA {ref[7:19]}")
+            entry = {"candidate_id": candidate.id, "proposer": "lora"}
+            result.update(candidate_id=result["candidate_id"] if candidates else candidate.id, changed=True,
+                          adapter=ref, candidates=[*result["candidates"], entry])
     return result
 
 

@@ -167,14 +167,20 @@ class EmbeddedModel:
     """llama.cpp in-process. Tool calls always go through a JSON-schema grammar, because
     llama-cpp-python does not parse tool calls in auto mode."""
 
-    def __init__(self, settings: Settings, *, llama: Any = None, fingerprint: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, llama: Any = None, fingerprint: str | None = None,
+                 adapter: str = "") -> None:
         from agent.model import local_model
 
         self._cfg = settings.model
         if llama is None:
             path, sha = local_model.resolve_weights(self._cfg, settings.models_dir)
-            llama = local_model.load_llama(settings, path=path)
-            fingerprint = f"gguf-sha256:{sha}"
+            lora = None
+            if adapter:  # a policy's LoRA (agent/model/adapters.py), verified before loading
+                from agent.model.adapters import resolve_adapter
+
+                lora = resolve_adapter(settings.home, adapter)
+            llama = local_model.load_llama(settings, path=path, lora_path=lora)
+            fingerprint = f"gguf-sha256:{sha}" + (f"+lora:{lora.stem}" if lora else "")
         self._llama = llama
         self.name = self._cfg.model
         self.fingerprint = fingerprint or "gguf:unknown"
@@ -262,13 +268,17 @@ def _nonnull_content(msg: Message) -> Message:
 from agent.model.openai_backend import FineTuning, OpenAIModel, make_wait  # noqa: E402,F401
 
 
-def make_model(settings: Settings, *, model_id: str = "") -> ChatModel:
+def make_model(settings: Settings, *, model_id: str = "", adapter: str = "") -> ChatModel:
     """Build the configured backend (optionally another model id on the same endpoint, e.g. a
-    fine-tuned one). Raises ConfigError with the setting to change."""
+    fine-tuned one, or the embedded model with a stored LoRA adapter). Raises ConfigError with
+    the setting to change."""
+    if adapter and settings.model.backend != "embedded":
+        raise ConfigError(f"policy adapter {adapter!r} needs EVOLVE_MODEL__BACKEND=embedded: LoRA "
+                          f"adapters are applied by the embedded llama.cpp backend")
     if settings.model.backend == "openai":
         cfg = settings.model.model_copy(update={"model": model_id}) if model_id else settings.model
         return OpenAIModel(cfg, cache_path=settings.home / "endpoints.json")
     if model_id:
         raise ConfigError(f"policy model {model_id!r} needs EVOLVE_MODEL__BACKEND=openai: the embedded "
                           f"backend runs only its configured GGUF")
-    return EmbeddedModel(settings)
+    return EmbeddedModel(settings, adapter=adapter)

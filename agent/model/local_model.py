@@ -242,13 +242,16 @@ def _close_loaded() -> None:
             close()
 
 
-def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int | None = None):
-    """Load (once per process and configuration) a llama_cpp.Llama for the configured model."""
+def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int | None = None,
+               lora_path: Path | None = None):
+    """Load (once per process and configuration) a llama_cpp.Llama for the configured model,
+    optionally with a LoRA adapter applied (one cached instance per adapter; the base weights
+    are memory-mapped, so instances share their pages)."""
     model = settings.model
     if path is None:
         path, _ = resolve_weights(model, settings.models_dir)
     threads = n_threads if n_threads is not None else choose_threads(model.n_threads)
-    key = (str(path), model.n_ctx, threads, model.seed)
+    key = (str(path), model.n_ctx, threads, model.seed, str(lora_path) if lora_path else "")
     with _LOAD_LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -267,6 +270,7 @@ def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int |
                 n_threads=threads,
                 n_threads_batch=threads,
                 seed=model.seed,
+                lora_path=str(lora_path) if lora_path else None,
                 verbose=False,
             )
         except ValueError as exc:

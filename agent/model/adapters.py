@@ -1,0 +1,244 @@
+"""In-weight self-training end to end: verified train experience -> LoRA -> stored GGUF adapter.
+
+Training data comes only from episodes that passed their verifier on train tasks. A task whose
+id, row or parent (for self-proposed variations) says dev or test is skipped, whatever the
+episode claims: held-out items must never shape the weights that are then evaluated on them.
+
+Adapters are stored content-addressed under EVOLVE_HOME/adapters/<sha256>.gguf, with a JSON
+beside each giving its provenance (base weights hash, example ids, training settings). A policy
+names its adapter by that digest (`PolicySpec.adapter`); the embedded backend resolves and
+verifies it before loading base plus adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError, IntegrityError
+
+_DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    id: str  # content hash of the messages: the same solution twice is one example
+    task_id: str
+    episode_id: int | None
+    messages: tuple[dict[str, str], ...]
+    source: str = "verified"  # verified | rationalised (STaR: written with the reference as a hint)
+
+
+def _example_id(messages: Sequence[dict[str, str]]) -> str:
+    canonical = json.dumps(list(messages), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _task_split(task_id: str) -> str | None:
+    parts = task_id.split("/")
+    return parts[1] if len(parts) >= 3 and parts[1] in ("train", "dev", "test") else None
+
+
+def is_train_only(store, task, episode=None) -> bool:
+    """True only when nothing about the task, its lineage or the episode is held out."""
+    if task is None or task.split != "train" or _task_split(task.id) not in (None, "train"):
+        return False
+    if episode is not None and (episode.split != "train" or episode.task_id != task.id):
+        return False
+    seen = {task.id}
+    parent_id = task.parent_task_id
+    while parent_id:
+        if parent_id in seen or _task_split(parent_id) not in (None, "train"):
+            return False
+        seen.add(parent_id)
+        parent = store.get_task(parent_id)
+        if parent is None or parent.split != "train":
+            return False  # unknown lineage is not proof of train
+        parent_id = parent.parent_task_id
+    return True
+
+
+def episode_messages(episode, task) -> list[dict[str, str]] | None:
+    """The chat an episode's solution amounts to, in the plain form the embedded model sees:
+    the typed trajectory's messages (system, question, reasoning, tool calls and results,
+    answer), with tool turns rewritten as text the way the embedded backend sends them."""
+    from agent.model.llm import plain_messages
+    from memory.trajectory import Trajectory
+
+    msgs = Trajectory.from_stored(episode.trajectory).to_messages(final_answer=episode.final_answer,
+                                                                  question=task.question)
+    if not msgs or msgs[-1]["role"] != "assistant" or msgs[-1].get("tool_calls"):
+        return None
+    names = {c["id"]: c["function"]["name"] for m in msgs for c in m.get("tool_calls") or []}
+    msgs = [{**m, "name": names.get(m.get("tool_call_id"), "tool")} if m["role"] == "tool" else m for m in msgs]
+    plain = [{"role": m["role"], "content": str(m.get("content") or "")} for m in plain_messages(msgs)]
+    if not any(m["role"] == "user" for m in plain) or not plain[-1]["content"].strip():
+        return None
+    return plain
+
+
+def _normalised_answer(messages: Sequence[dict[str, str]]) -> str:
+    return " ".join("\n".join(m["content"] for m in messages if m["role"] == "assistant").split()).lower()
+
+
+def verified_examples(store, *, max_per_task: int = 4) -> list[TrainExample]:
+    """Distinct verified solutions of train tasks, at most `max_per_task` per task."""
+    per_task: dict[str, set[str]] = {}
+    out: list[TrainExample] = []
+    tasks: dict[str, Any] = {}
+    for ep in store.episodes(split="train", verdict="pass"):
+        if ep.task_id not in tasks:
+            tasks[ep.task_id] = store.get_task(ep.task_id)
+        task = tasks[ep.task_id]
+        if not is_train_only(store, task, ep):
+            continue
+        msgs = episode_messages(ep, task)
+        if msgs is None:
+            continue
+        seen = per_task.setdefault(task.id, set())
+        key = _normalised_answer(msgs)
+        if key in seen or len(seen) >= max_per_task:
+            continue
+        seen.add(key)
+        out.append(TrainExample(id=_example_id(msgs), task_id=task.id, episode_id=ep.id, messages=tuple(msgs)))
+    return out
+
+
+RATIONALE_HINT = ("(A hint for you alone: the correct final answer is {answer}. Solve the problem step by "
+                  "step as if you had worked it out yourself; do not mention the hint.)")
+
+
+def rationalise(model, verify: Callable[[Any, str], Any], store, task, *, system_prompt: str = "",
+                max_tokens: int = 384) -> TrainExample | None:
+    """STaR rationalisation for a failed train task: a solution written with the reference as
+    a hint, kept only if it passes the verifier, and stored with the hint removed from the
+    prompt. Marked `rationalised` so its share of the training data stays visible."""
+    if not is_train_only(store, task) or not task.answer:
+        return None
+    prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    hinted = prefix + [{"role": "user", "content": f"{task.question}\n\n{RATIONALE_HINT.format(answer=task.answer)}"}]
+    text = model.complete(hinted, max_tokens=max_tokens, temperature=0.0).text
+    if not text.strip() or "hint" in text.lower() or not getattr(verify(task, text), "passed", False):
+        return None
+    msgs = prefix + [{"role": "user", "content": task.question}, {"role": "assistant", "content": text}]
+    return TrainExample(id=_example_id(msgs), task_id=task.id, episode_id=None, messages=tuple(msgs),
+                        source="rationalised")
+
+
+# ---------------------------------------------------------------- the adapter store
+
+
+def adapters_dir(home: Path) -> Path:
+    return Path(home) / "adapters"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_adapter(home: Path, adapter, provenance: dict[str, Any], measured: dict[str, Any] | None = None) -> str:
+    """Write the adapter GGUF (provenance embedded and beside it); return its digest.
+
+    `measured` (timings, losses) goes only into the JSON: the same training reproduced must
+    give the same file, hence the same address.
+    """
+    from agent.model.lora_gguf import write_adapter
+
+    folder = adapters_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = json.dumps(provenance, sort_keys=True)
+    adapter.meta["provenance"] = record
+    tmp = write_adapter(adapter, folder / f".incoming-{hashlib.sha256(record.encode()).hexdigest()[:12]}.gguf")
+    digest = _sha256(tmp)
+    final = folder / f"{digest}.gguf"
+    tmp.replace(final)
+    (folder / f"{digest}.json").write_text(json.dumps({"sha256": digest, **provenance, "measured": measured or {}}, indent=2, sort_keys=True))
+    return f"sha256:{digest}"
+
+
+def resolve_adapter(home: Path, ref: str) -> Path:
+    """The verified file for a policy's adapter reference (`sha256:<hex>`)."""
+    m = _DIGEST.match(ref.strip())
+    if m is None:
+        raise ConfigError(f"adapter reference {ref!r} is not sha256:<64 hex>; name a stored adapter")
+    path = adapters_dir(home) / f"{m.group(1)}.gguf"
+    if not path.is_file():
+        raise ConfigError(f"adapter {ref} is not in {adapters_dir(home)}; retrain it or roll the policy back")
+    actual = _sha256(path)
+    if actual != m.group(1):
+        raise IntegrityError(f"{path} has SHA-256 {actual}, expected {m.group(1)}; delete it and retrain")
+    return path
+
+
+def provenance_of(home: Path, ref: str) -> dict[str, Any]:
+    path = resolve_adapter(home, ref)
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def train_and_store(settings, examples: Sequence[TrainExample], cfg=None, *, progress="default",
+                    stop_after: int | None = None):
+    """Train a LoRA on the examples for the configured embedded model and store it.
+
+    Returns (adapter reference, TrainResult). A run interrupted after a checkpoint resumes
+    when called again with the same examples and settings (the run directory is keyed by them).
+    """
+    from agent.model import local_model, lora_gguf, train
+
+    train.require_train_extra()
+    cfg = cfg or train.TrainConfig()
+    if not examples:
+        raise ConfigError("no verified train solutions to learn from yet; run acquisition cycles first")
+    gguf_path, weights_sha = local_model.resolve_weights(settings.model, settings.models_dir)
+    base_dir = train.fp32_base_dir(settings.cache_dir, gguf_path, weights_sha)
+    ids = [e.id for e in examples]
+    provenance = {
+        "kind": "lora",
+        "base_model": settings.model.model,
+        "base_sha256": weights_sha,
+        "example_ids": ids,
+        "task_ids": sorted({e.task_id for e in examples}),
+        "episode_ids": sorted(e.episode_id for e in examples if e.episode_id is not None),
+        "sources": {s: sum(e.source == s for e in examples) for s in sorted({e.source for e in examples})},
+        "split": "train",
+        "train": cfg.model_dump(mode="json"),
+    }
+    run_key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
+    kwargs = {} if progress == "default" else {"progress": progress}
+    result = train.train_lora(base_dir, [list(e.messages) for e in examples], cfg,
+                              run_dir=Path(settings.home) / "train" / run_key, stop_after=stop_after, **kwargs)
+    if result.stopped_by == "stopped":
+        return "", result
+    base = lora_gguf.read_base_info(gguf_path)
+    adapter = lora_gguf.from_peft_state(result.lora_state, base, cfg.alpha)
+    provenance["steps"] = result.steps
+    measured = {"seconds": round(result.seconds, 2), "tokens": result.tokens,
+                "tokens_per_s": round(result.tokens_per_s, 2), "final_loss": result.losses[-1] if result.losses else None,
+                "stopped_by": result.stopped_by, "resumed_from": result.resumed_from}
+    return save_adapter(settings.home, adapter, provenance, measured), result
+
+
+def finetune_local(settings, store, *, progress="default") -> str:
+    """The loop's in-weight update for the embedded model: a stored adapter reference, or ""
+    when there are fewer verified train examples than EVOLVE_LOOP__FINETUNE_MIN_ROWS."""
+    from agent.model.train import TrainConfig, require_train_extra
+
+    require_train_extra()
+    if settings.model.backend != "embedded":
+        raise ConfigError("EVOLVE_LOOP__FINETUNE=local trains the embedded model; set EVOLVE_MODEL__BACKEND=embedded "
+                          "or use finetune=openai with an endpoint")
+    examples = verified_examples(store)
+    if len(examples) < settings.loop.finetune_min_rows:
+        return ""
+    cfg = TrainConfig(steps=settings.loop.finetune_steps, max_minutes=settings.loop.finetune_minutes,
+                      seed=settings.model.seed)
+    ref, _ = train_and_store(settings, examples, cfg, progress=progress)
+    return ref
