@@ -284,7 +284,7 @@ def test_heartbeat_states():
 
 
 def test_log_rotates(tmp_path, monkeypatch):
-    import agent.surfaces.worker as wm
+    import agent.surfaces.worker_log as wm
 
     monkeypatch.setattr(wm, "LOG_ROTATE_BYTES", 100)
     log = JsonLog(tmp_path / "w.jsonl")

@@ -14,187 +14,58 @@ worker writes its heartbeat and exits 0.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from agent.config import ConfigError, Settings
 from agent.errors import EvolveError, InputError, LockBusy, ModelUnavailable, TaskTimeout
-from agent.policy import PolicySpec, incumbent
+from agent.policy import incumbent
+from agent.surfaces.work_queue import (
+    MAX_QUESTION_CHARS,
+    RATERS,
+    USER_SUITE,
+    _set_item,
+    check_question,
+    claim_next,
+    enqueue,
+    queue_counts,
+    rate_episode,
+    requeue_interrupted,
+    submit_file,
+    submit_question,
+    user_task,
+    worker_id,
+)
+from agent.surfaces.worker_log import (
+    LOG_ROTATE_BYTES,
+    JsonLog,
+    _take_worker_lock,
+    check_no_worker,
+    heartbeat_path,
+    heartbeat_state,
+    log_path,
+    read_heartbeat,
+    worker_dir,
+)
+from agent.surfaces.worker_status import status
 from agent.tasks.base import Verdict, verify_code, verify_qa
 from memory.models import Episode, QueueItem, Task
 
-# A question is text a person typed or pasted; anything longer is almost surely a mistake
-# (a file pasted whole), and would not fit the embedded model's context anyway.
-MAX_QUESTION_CHARS = 20_000
-USER_SUITE = "user"
-LOG_ROTATE_BYTES = 50_000_000
-
-
-def check_question(text: str, *, what: str = "question") -> str:
-    if text is None or not text.strip():
-        raise InputError(f"the {what} is empty; type the {what} in quotes, e.g. evolve submit \"What is 17*24?\"")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise InputError(f"the {what} is {len(text):,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
-                         f"Shorten it, or put long material in a tasks file (docs/tasks.md)")
-    return text.strip()
-
-
-def user_task(question: str, *, answer: str = "", suite: str = USER_SUITE, split: str = "train") -> Task:
-    """A task typed by a person: a training task (user tasks are training experience)."""
-    question = check_question(question)
-    digest = hashlib.sha256(f"{question}\x00{answer}".encode()).hexdigest()[:16]
-    return Task(id=f"{suite}/{split}/{digest}", suite=suite, split=split, origin="user", kind="qa",
-                question=question, answer=str(answer).strip())
-
-
-# ---------------------------------------------------------------- the queue
-
-
-def enqueue(store, tasks: list[Task]) -> list[QueueItem]:
-    """Store the tasks and queue one item each, all in one transaction."""
-    for t in tasks:
-        check_question(t.question)
-    return store.enqueue(tasks)
-
-
-def submit_question(store, question: str, *, answer: str = "") -> QueueItem:
-    return enqueue(store, [user_task(question, answer=answer)])[0]
-
-
-def submit_file(store, path: Path) -> list[QueueItem]:
-    """Queue every task of a user JSONL file; an invalid file queues nothing (read_task_file
-    validates the whole file first)."""
-    from agent.tasks.userfile import read_task_file
-
-    return enqueue(store, read_task_file(Path(path)))
-
-
-def queue_counts(store) -> dict[str, int]:
-    return store.queue_counts()
-
-
-def _set_item(store, item_id: int, **fields) -> None:
-    store.set_queue_item(item_id, **fields)
-
-
-def claim_next(store, worker: str = "", lease_s: float | None = None) -> QueueItem | None:
-    """The oldest claimable item (queued, or held under a lease that ran out), now running
-    under `worker`'s lease. Several workers on one store never get the same item."""
-    lease = store.settings.memory.queue_lease_s if lease_s is None else lease_s
-    return store.claim_next(worker, lease_s=lease)
-
-
-def requeue_interrupted(store, worker: str | None = None) -> list[int]:
-    """Items left `running` by `worker` before it died (or by anyone, when `worker` is None).
-    Items of other workers on a shared store are theirs until their lease runs out."""
-    return store.requeue_interrupted(worker)
-
-
-def worker_id(settings: Settings) -> str:
-    """Stable across restarts of the worker for one home (one worker per home, file lock)."""
-    return f"{socket.gethostname()}:{Path(settings.home).resolve()}"
-
-
-# ---------------------------------------------------------------- feedback
-
-
-RATERS = ("chat", "cli")
-
-
-def rate_episode(store, episode_id: int, good: bool, why: str = "", *, rater: str = "cli") -> Episode:
-    """A person's verdict on an episode: pass/fail, reward 1/0, and who rated it and why as the
-    feedback ("rated good by chat: ..."), which the next cycle's refine reads as provenance
-    (agent/loop/feedback.py). Only train work can be rated: held-out episodes never become
-    experience."""
-    if rater not in RATERS:
-        raise ValueError(f"unknown rater {rater!r}; expected one of {RATERS}")
-    ep = store.get_episode(episode_id)
-    if ep is None:
-        raise InputError(f"no episode {episode_id}; `evolve status` lists the recent ones")
-    if ep.split != "train":
-        raise InputError(f"episode {episode_id} is a {ep.split} episode; only train work can be rated")
-    note = f"rated {'good' if good else 'bad'} by {rater}" + (f": {why.strip()}" if why.strip() else "")
-    return store.rate_episode(episode_id, good, note)
-
-
-# ---------------------------------------------------------------- logging and heartbeat
-
-
-class JsonLog:
-    """One JSON object per line: `{"ts", "event", ...}`. Rotated once at LOG_ROTATE_BYTES so a
-    worker that runs for weeks keeps at most two files."""
-
-    def __init__(self, path: Path, *, echo: Callable[[str], None] | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.echo = echo
-        self._lock = threading.Lock()
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
-        line = json.dumps(record, default=str, ensure_ascii=False)
-        with self._lock:
-            try:
-                if self.path.stat().st_size > LOG_ROTATE_BYTES:
-                    self.path.replace(self.path.with_suffix(self.path.suffix + ".1"))
-            except FileNotFoundError:
-                pass
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
-        if self.echo is not None:
-            self.echo(line)
-
-
-def worker_dir(settings: Settings) -> Path:
-    return settings.home / "worker"
-
-
-def heartbeat_path(settings: Settings) -> Path:
-    return worker_dir(settings) / "heartbeat.json"
-
-
-def log_path(settings: Settings) -> Path:
-    return settings.home / "logs" / "worker.jsonl"
-
-
-def read_heartbeat(settings: Settings) -> dict[str, Any] | None:
-    try:
-        return json.loads(heartbeat_path(settings).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def heartbeat_state(beat: dict[str, Any] | None, *, now: float | None = None, stale_after_s: float = 120.0) -> str:
-    """"running", "stopped" (clean exit), "stale" (no beat lately, or the process is gone), "never"."""
-    if not beat:
-        return "never"
-    if beat.get("state") == "stopped":
-        return "stopped"
-    now = time.time() if now is None else now
-    if now - float(beat.get("unix", 0)) > stale_after_s or not _pid_alive(int(beat.get("pid", 0))):
-        return "stale"
-    return "running"
+# The queue, log/heartbeat and status helpers live in their own modules; they are re-exported
+# here because callers (agent/cli, chat, tests, bench) import them from this module.
+__all__ = [
+    "LOG_ROTATE_BYTES", "MAX_QUESTION_CHARS", "RATERS", "USER_SUITE", "EvolveError", "InputError",
+    "JsonLog", "LockBusy", "Worker", "check_no_worker", "check_question", "claim_next", "enqueue",
+    "heartbeat_path", "heartbeat_state", "log_path", "queue_counts", "rate_episode", "read_heartbeat",
+    "requeue_interrupted", "status", "submit_file", "submit_question", "user_task", "worker_dir",
+    "worker_id", "worker_sandbox",
+]
 
 
 # ---------------------------------------------------------------- the worker
@@ -498,22 +369,6 @@ class Worker:
         return restore
 
 
-def _take_worker_lock(settings: Settings) -> FileLock:
-    lock = FileLock(str(settings.locks_dir / "worker.lock"), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        beat = read_heartbeat(settings) or {}
-        raise LockBusy(f"another worker is already running on {settings.home} "
-                       f"(pid {beat.get('pid', '?')}); stop it first or use another EVOLVE_HOME") from None
-    return lock
-
-
-def check_no_worker(settings: Settings) -> None:
-    """Fail fast (LockBusy) when a worker already runs here, before a model is loaded for nothing."""
-    settings.ensure_dirs()
-    _take_worker_lock(settings).release()
-
 
 class _Verifier:
     """Verification for queued tasks of any suite: code tasks by their tests, the rest by
@@ -524,47 +379,3 @@ class _Verifier:
             return verify_code(task, answer, sandbox)
         return verify_qa(task, answer)
 
-
-# ---------------------------------------------------------------- status
-
-
-def status(store, settings: Settings, *, limit: int = 5) -> dict[str, Any]:
-    """What `evolve status` shows: queue, worker heartbeat, incumbent, last cycles and errors."""
-    policy = store.pointed_policy("incumbent")
-    cycles = store.cycles(newest_first=True, limit=limit)
-    promotions = store.promotions(newest_first=True, limit=limit)
-    queue_errors = store.queue_items(status="error", newest_first=True, limit=limit)
-    episode_errors = store.recent_error_episodes(limit)
-    pending = store.count_episodes(verdict="pending")
-    answered = [q for q in store.queue_items(newest_first=True, limit=limit * 4) if q.status in ("done", "error")][:limit]
-    beat = read_heartbeat(settings)
-    spec = PolicySpec.model_validate(policy.spec) if policy else None
-    return {
-        "home": str(settings.home),
-        "queue": queue_counts(store),
-        "pending_feedback": pending,
-        "worker": {"state": heartbeat_state(beat), **({k: beat.get(k) for k in ("pid", "at", "state", "current", "counts")}
-                                                      if beat else {})},
-        "incumbent": None if policy is None else {
-            "id": policy.id, "version": policy.version, "note": policy.note,
-            "insights": len(spec.insights), "exemplars_k": spec.exemplars_k, "tools": list(spec.tools)},
-        "answers": [_answer_row(store, q) for q in answered],
-        "cycles": [{"number": c.number, "run": c.run_id, "status": c.status, "stop_reason": c.stop_reason,
-                    "tokens": c.tokens, "started": c.started_at.isoformat(timespec="seconds") if c.started_at else None}
-                   for c in cycles],
-        "promotions": [{"cycle": p.cycle, "decision": p.decision, "candidate": p.candidate_id,
-                        "delta": round(p.delta, 4), "ci": [round(p.ci_low, 4), round(p.ci_high, 4)]}
-                       for p in promotions],
-        "errors": [{"item": q.id, "task": q.task_id, "error": q.error[:200]} for q in queue_errors]
-                  + [{"episode": e.id, "task": e.task_id, "error": e.error[:200]} for e in episode_errors
-                     if not any(q.episode_id == e.id for q in queue_errors)][:limit],
-    }
-
-
-def _answer_row(store, item: QueueItem) -> dict[str, Any]:
-    """One of the worker's recent answers, as `evolve status` lists it."""
-    ep = store.get_episode(item.episode_id) if item.episode_id else None
-    task = store.get_task(item.task_id)
-    return {"item": item.id, "episode": ep.id if ep else None, "question": task.question if task else item.task_id,
-            "answer": ep.final_answer if ep else "", "verdict": ep.verdict if ep else item.status,
-            "error": ((ep.error if ep else "") or item.error)[:200]}
