@@ -326,7 +326,7 @@ def test_worker_and_chat_run_the_policys_own_model(settings, store, monkeypatch)
     tuned = answering("7")
     tuned.name, tuned.fingerprint = "ft:tuned-1", "fake:tuned"
     asked = []
-    monkeypatch.setattr(llm, "make_model", lambda s, *, model_id="": asked.append(model_id) or tuned)
+    monkeypatch.setattr(llm, "make_model", lambda s, *, model_id="", adapter="": asked.append(model_id) or tuned)
     submit_question(store, "What is 3+4?", answer="7")
     make_worker(settings, store, answering("0")).run()
     ep = store.episodes(source="worker")[0]
@@ -356,6 +356,8 @@ def test_worker_verifies_code_tasks_in_the_sandbox(settings, store):
 
     enqueue(store, [task])
     code = "def add(a, b):\n    return a + b\n"
-    make_worker(settings, store, answering(code), sandbox=box).run()
+    # A code task is written by the code strategy: one request without a schema, the function back.
+    writer = ScriptedModel(lambda messages, kwargs: f"```python\n{code}```")
+    make_worker(settings, store, writer, sandbox=box).run()
     ep = store.episodes(source="worker")[0]
     assert ep.verdict == "pass", ep.feedback
