@@ -17,6 +17,8 @@ from tests.search_fakes import search_model  # noqa: E402
 home, kill_after, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 settings = Settings(home=home, loop={"suite": "arith", "train_per_cycle": 3, "dev_size": 20, "patience": 5,
                                      "exemplars_k": 2, "candidates_per_cycle": 3, "screen_size": 3,
+                                     # The proposers this run was recorded with (the strategy genes came later).
+                                     "proposers": ("context", "tools", "instruction"),
                                      "survivors": 2})
 store = Store(settings, embedder=HashEmbedder(64))
 model = search_model(answers_by_question("arith"), kill_after=kill_after or None)
