@@ -53,9 +53,12 @@ def test_strategy_proposers_change_one_gene(proposer, changed, value):
     assert proposer(new, EXP) is None  # applying it again proposes nothing
 
 
-def test_genes_the_spec_lacks_are_not_proposed():
-    # until the solver executes `mode`/`samples`, a candidate changing them would be a copy
-    assert P.program(PolicySpec(), EXP) is None and P.vote(PolicySpec(), EXP) is None
+def test_the_real_policy_spec_gets_its_genes_proposed():
+    # PolicySpec now has the strategy genes the solver executes (agent/strategies.py), so the
+    # default policy's candidates change them; before, these proposers returned None.
+    assert P.program(PolicySpec(), EXP).mode == "program"
+    voted = P.vote(PolicySpec(), EXP)
+    assert voted.samples == 5 and voted.temperature == 0.7
 
 
 def test_program_modes_are_not_proposed_for_code_tasks():
