@@ -90,8 +90,9 @@ def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
             candidate = create_candidate(rt.store, incumbent, spec.model_copy(update={"adapter": ref}),
                                          note=f"cycle {cycle}, LoRA {ref[7:19]}")
             entry = {"candidate_id": candidate.id, "proposer": "lora"}
-            result.update(candidate_id=result["candidate_id"] if candidates else candidate.id, changed=True,
-                          adapter=ref, candidates=[*result["candidates"], entry])
+            # It leads the list (the cycle's main candidate); the in-context ones follow it to the gate.
+            result.update(candidate_id=candidate.id, changed=True, adapter=ref,
+                          candidates=[entry, *result["candidates"]])
     return result
 
 
