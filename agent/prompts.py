@@ -29,14 +29,10 @@ def tool_lines(tools: Sequence) -> str:
     return "\n".join(lines)
 
 
-def system_message(policy: PolicySpec, tools: Sequence, *, insights: Sequence[str] = (),
-                   exemplars: Sequence[str] = (), skills: Sequence[str] = ()) -> str:
-    parts = [policy.system_prompt]
-    if not policy.think_first:
-        # With think-first the action menu comes with each act request instead, so the free-text
-        # reasoning turn is not tempted into JSON.
-        parts.append(ACTION_FORMAT + "\nActions:\n" + tool_lines(tools))
-    parts.append(FENCE_RULE)
+def _context(insights: Sequence[str], exemplars: Sequence[str], skills: Sequence[str], *,
+             verb: str) -> list[str]:
+    """The fence rule and the retrieved experience, fenced: shared by every system message."""
+    parts = [FENCE_RULE]
     if insights:
         rules = "\n".join(f"{i + 1}. {rule}" for i, rule in enumerate(insights))
         parts.append("Lessons from earlier tasks (advice, may not apply):\n" + fence(rules, "insights"))
@@ -46,8 +42,18 @@ def system_message(policy: PolicySpec, tools: Sequence, *, insights: Sequence[st
     if exemplars:
         shown = "\n\n".join(f"Example {i + 1}:\n{e}" for i, e in enumerate(exemplars))
         parts.append("Worked examples of similar solved problems. Their numbers differ from "
-                     "yours: reason about your own problem.\n" + fence(shown, "exemplars"))
-    return "\n\n".join(parts)
+                     f"yours: {verb} your own problem.\n" + fence(shown, "exemplars"))
+    return parts
+
+
+def system_message(policy: PolicySpec, tools: Sequence, *, insights: Sequence[str] = (),
+                   exemplars: Sequence[str] = (), skills: Sequence[str] = ()) -> str:
+    parts = [policy.system_prompt]
+    if not policy.think_first:
+        # With think-first the action menu comes with each act request instead, so the free-text
+        # reasoning turn is not tempted into JSON.
+        parts.append(ACTION_FORMAT + "\nActions:\n" + tool_lines(tools))
+    return "\n\n".join([*parts, *_context(insights, exemplars, skills, verb="reason about")])
 
 
 def observation(tool_name: str, content: str, *, ok: bool, untrusted: bool) -> str:
@@ -98,18 +104,7 @@ def strategy_system(base: str, policy: PolicySpec, *, insights: Sequence[str] = 
     parts = [base]
     if policy.instructions.strip():
         parts.append("Additional instructions:\n" + policy.instructions.strip())
-    parts.append(FENCE_RULE)
-    if insights:
-        rules = "\n".join(f"{i + 1}. {rule}" for i, rule in enumerate(insights))
-        parts.append("Lessons from earlier tasks (advice, may not apply):\n" + fence(rules, "insights"))
-    if skills:
-        parts.append("Verified helper functions you may reuse in code:\n"
-                     + fence("\n\n".join(skills), "skills"))
-    if exemplars:
-        shown = "\n\n".join(f"Example {i + 1}:\n{e}" for i, e in enumerate(exemplars))
-        parts.append("Worked examples of similar solved problems. Their numbers differ from "
-                     "yours: solve your own problem.\n" + fence(shown, "exemplars"))
-    return "\n\n".join(parts)
+    return "\n\n".join([*parts, *_context(insights, exemplars, skills, verb="solve")])
 
 
 def program_request(question: str) -> str:
