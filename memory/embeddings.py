@@ -301,6 +301,10 @@ class MiniLMEmbedder(EmbeddingFunction[Documents]):
             tok.no_padding()  # we pad each batch to its own longest item
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            # No busy-waiting between calls: a worker embeds one short query per task, and a
+            # spinning thread pool then holds a core the model and the other workers need.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
             if self.threads > 0:
                 opts.intra_op_num_threads = self.threads
             self._tokenizer = tok

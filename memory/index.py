@@ -303,10 +303,10 @@ class ExperienceIndex:
                 col = self._collection(name, create=False)
                 if col is None:
                     return None
-                size = col.count()
-                if size == 0:
-                    return None
-                return col.query(query_embeddings=vector, n_results=min(n, size), include=["distances"])
+                # No count() first: Chroma (>= 1.5) answers a query for more results than the
+                # collection holds, or on an empty one, with what there is, and on a server
+                # each call is a round trip (the count doubled the latency of a retrieval).
+                return col.query(query_embeddings=vector, n_results=n, include=["distances"])
             except ChromaError:
                 # A reader can open a collection another process is still writing (its HNSW
                 # files not yet on disk: "Nothing found on disk"). Reopen and look again once
