@@ -83,6 +83,25 @@ def episode_messages(episode, task, spec, tools: Sequence = ()) -> list[dict[str
     return msgs
 
 
+def row_renderer(store, tools: Sequence = ()) -> Callable[[Any, Any], list[dict[str, str]] | None]:
+    """`render` for the store's training export: an episode as the turns the solver sends, or
+    None (held-out lineage, unknown policy, a shape that cannot be rebuilt)."""
+    from agent.policy import PolicySpec
+
+    specs: dict[str, Any] = {}
+
+    def render(episode, task):
+        if not is_train_only(store, task, episode):
+            return None
+        if episode.policy_id not in specs:
+            policy = store.get_policy(episode.policy_id)
+            specs[episode.policy_id] = PolicySpec.model_validate(policy.spec) if policy is not None else None
+        spec = specs[episode.policy_id]
+        return None if spec is None else episode_messages(episode, task, spec, tools)
+
+    return render
+
+
 def _normalised_answer(messages: Sequence[dict[str, str]]) -> str:
     return " ".join("\n".join(m["content"] for m in messages if m["role"] == "assistant").split()).lower()
 
