@@ -8,7 +8,8 @@ takes. So a row is rebuilt from the typed trajectory with the same prompt builde
 (agent/prompts.py) the solver uses; the stored system message is the one that was sent.
 
 Rows the solver's structure cannot be recovered for are left out (None), never approximated:
-a trajectory with a parse error (its recovery turn teaches nothing), an act policy with k > 1
+a parse error without think-first (the malformed reply was in the history; it must not be a
+target), an act policy with k > 1
 samples (the stored system message is the voting wrapper's, not the act graph's), a program
 answer that came from the reasoning fallback. Each assistant turn is what the model produced;
 the calculator settling an arithmetic answer afterwards is not a model turn and is left out.
@@ -32,7 +33,7 @@ def inference_messages(trajectory: Trajectory, spec: PolicySpec, tools: Sequence
     """The chat the solver sent and the model answered, for `spec`'s mode; None when it cannot
     be rebuilt exactly. `tools` are the tool objects the solver had (the act request lists them)."""
     prompt = trajectory.prompt
-    if prompt is None or not prompt.question or trajectory.of(ParseError):
+    if prompt is None or not prompt.question or (trajectory.of(ParseError) and not spec.think_first):
         return None
     head = [{"role": "system", "content": prompt.system}] if prompt.system else []
     steps = [s for s in trajectory.steps if s is not prompt]
@@ -79,12 +80,13 @@ def _act_row(messages: list[Message], steps: list, spec: PolicySpec, tools: Sequ
     think = spec.think_first
     turn = 0
     i = 0
-    answered = False
+    answered = forced = False
     while i < len(steps) and not answered:
         turn += 1
         final_only = turn >= spec.max_steps
-        if final_only and turn > 1:
+        if final_only and turn > 1 and not forced:
             messages.append({"role": "user", "content": prompts.FORCE_FINAL})
+        forced = final_only
         step = steps[i]
         if think:
             if not isinstance(step, Thought):
@@ -94,6 +96,12 @@ def _act_row(messages: list[Message], steps: list, spec: PolicySpec, tools: Sequ
             nxt = steps[i] if i < len(steps) else None
             if isinstance(nxt, Action) and nxt.source == "thought":
                 return messages  # the reasoning stated the answer: no act turn was made
+            if isinstance(nxt, ParseError):
+                # The act reply did not parse: the solver keeps the reasoning, drops the request
+                # and the reply, and feeds the error back; the next turn reasons again.
+                messages.append({"role": "user", "content": prompts.parse_error(nxt.error)})
+                i += 1
+                continue
             ask = prompts.ACT_FINAL if final_only else prompts.act(list(tools))
             messages.append({"role": "user", "content": ask})
         action = steps[i] if i < len(steps) else None
