@@ -110,6 +110,12 @@ class LoopSettings(BaseModel):
     finetune_min_rows: int = 10
     finetune_poll_s: float = 30.0
     finetune_timeout_s: float = 6 * 3600.0
+    # With finetune on ("export", "openai", "local"), acquisition adds this many sampled attempts
+    # per train task at `finetune_temperature` (distinct verified solutions to learn from), and
+    # STaR-rationalises train tasks none of whose attempts passed (marked in provenance).
+    finetune_samples: int = Field(default=2, ge=0, le=16)
+    finetune_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    finetune_rationalise: bool = True
 
 
 class Settings(BaseSettings):

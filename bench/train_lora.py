@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import load_settings  # noqa: E402
 from agent.attempt import run_attempt  # noqa: E402
+from agent.loop.acquire import sampling_policy  # noqa: E402
 from agent.loop.evaluate import dev_tasks, evaluate_policy  # noqa: E402
 from agent.loop.runtime import make_runtime  # noqa: E402
 from agent.loop.stats import compare  # noqa: E402
@@ -50,9 +51,15 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp and torch (0: from free cores)")
+    ap.add_argument("--samples", type=int, default=0,
+                    help="extra sampled attempts per train task (distinct verified solutions)")
+    ap.add_argument("--temperature", type=float, default=0.7, help="temperature of the sampled attempts")
+    ap.add_argument("--rationalise", action="store_true",
+                    help="STaR-rationalise train tasks no attempt solved (marked in provenance)")
     args = ap.parse_args()
 
-    settings = load_settings(home=Path(args.home), model={"model": args.model, "seed": args.seed},
+    settings = load_settings(home=Path(args.home), model={"model": args.model, "seed": args.seed, "n_threads": args.threads},
                              loop={"suite": "gsm8k"})
     settings.ensure_dirs()
     rt = make_runtime(settings, suite="gsm8k",
@@ -64,22 +71,37 @@ def main() -> int:
     train_tasks = rt.suite.load("train", limit=args.train, seed=args.seed)
     rt.store.upsert_tasks(train_tasks)
     solver = rt.solver(base)
-    passed = 0
+    sampler = sampling_policy(base, args.temperature)
+    passed = sampled_passed = rationalised = 0
     for i, task in enumerate(train_tasks):
         ep = run_attempt(store=rt.store, solver=solver, suite=rt.suite, task=task, policy=base,
                          run_key=f"bench-lora/acquire/{task.id}/s{args.seed}", source="acquire")
         passed += ep.verdict == "pass"
+        solved = ep.verdict == "pass"
+        for k in range(args.samples):
+            sp = run_attempt(store=rt.store, solver=solver, suite=rt.suite, task=task, policy=sampler,
+                             run_key=f"bench-lora/sample/{task.id}/s{args.seed}/{k}", source=adapters.SAMPLED_SOURCE)
+            sampled_passed += sp.verdict == "pass"
+            solved |= sp.verdict == "pass"
+        if args.rationalise and not solved:
+            rationalised += adapters.rationalised_episode(
+                solver.model, rt.suite, rt.store, task, base, rt.tools,
+                run_key=f"bench-lora/rationalise/{task.id}/s{args.seed}") is not None
         rt.progress("acquire", i + 1, len(train_tasks))
     acquire_s = time.perf_counter() - started
-    examples = adapters.verified_examples(rt.store)
+    examples = adapters.verified_examples(rt.store, rt.tools)
+    by_source = {s: sum(e.source == s for e in examples) for s in ("verified", "sampled", "rationalised")}
     print(f"\nmodel: {args.model}\nseed: {args.seed}\ntrain_attempted: {len(train_tasks)}\n"
-          f"train_verified: {passed}\nexamples: {len(examples)}\nacquire_s: {acquire_s:.0f}")
+          f"train_verified: {passed}\nsampled_attempts: {len(train_tasks) * args.samples} "
+          f"(passed {sampled_passed}, T={args.temperature})\nrationalised: {rationalised}\n"
+          f"examples: {len(examples)} {by_source} from {len({e.task_id for e in examples})} tasks\n"
+          f"acquire_s: {acquire_s:.0f}")
     if not examples:
         print("no verified train solutions: nothing to train on")
         return 1
 
     cfg = TrainConfig(steps=args.steps, learning_rate=args.lr, rank=args.rank, alpha=2.0 * args.rank,
-                      batch_size=args.batch, max_len=args.max_len, seed=args.seed)
+                      batch_size=args.batch, max_len=args.max_len, seed=args.seed, threads=args.threads)
     t0 = time.perf_counter()
     ref, result = adapters.train_and_store(settings, examples, cfg, progress=print_progress)
     train_wall = time.perf_counter() - t0

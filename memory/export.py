@@ -1,11 +1,16 @@
 """Training export: passing train episodes as OpenAI chat fine-tuning JSONL.
 
 Only train episodes of train tasks are written (the firewall); identical lines are written once.
+How an episode becomes chat messages is the caller's `render`: the agent passes one that
+rebuilds the turns its solver really sends (agent/model/rows.py), since a model fine-tuned on
+another turn structure learns turns it is never asked. Without one, the trajectory's OpenAI
+tool-call view (`Trajectory.to_messages`) is written.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,11 @@ from memory.trajectory import Trajectory
 class TrainingExport(StoreBase):
     # -- training data --------------------------------------------------------------------
 
-    def export_training_data(self, path: str | Path) -> int:
-        """Write passing train episodes as OpenAI chat fine-tuning JSONL; returns lines written."""
+    def export_training_data(self, path: str | Path,
+                             render: Callable[[Episode, Task], list[dict[str, Any]] | None] | None = None) -> int:
+        """Write passing train episodes as OpenAI chat fine-tuning JSONL; returns lines written.
+
+        `render(episode, task)` gives an episode's messages, or None to leave it out."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         seen: set[str] = set()
@@ -33,7 +41,7 @@ class TrainingExport(StoreBase):
             for ep, task in s.exec(q):
                 if split_from_task_id(task.id) not in (None, "train"):
                     continue
-                messages = _chat_messages(ep, task)
+                messages = (render or _chat_messages)(ep, task)
                 if messages is None:
                     continue
                 line = json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)

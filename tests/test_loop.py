@@ -100,10 +100,14 @@ def test_finetune_export_writes_only_verified_train_episodes(tmp_path, answers):
         user = next(m["content"] for m in row["messages"] if m["role"] == "user")
         assert user not in dev_questions
     # The rows carry the episodes' work, not only question and answer: the reasoning, the
-    # calculator calls and their results (the fake answers some tasks through the calculator).
+    # calculator calls and their results (the fake answers some tasks through the calculator),
+    # in the turns the solver sends (agent/model/rows.py): JSON actions, results as user turns.
     messages = [m for row in rows for m in row["messages"]]
-    calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
-    assert calls and {m["tool_call_id"] for m in messages if m["role"] == "tool"} <= calls
+    acts = [i for i, m in enumerate(messages) if m["role"] == "assistant" and m["content"].startswith("{")]
+    assert acts  # the JSON act turns (a calculator settling an answer afterwards is no model turn)
+    calls = [i for i in acts if json.loads(messages[i]["content"])["action"] == "calculator"]
+    assert all(messages[i + 1]["content"].startswith("Result of calculator:") for i in calls)
+    assert not any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
     assert any(m["role"] == "assistant" and "step by step" in (m["content"] or "") for m in messages)
 
 

@@ -11,9 +11,11 @@ from agent.model import adapters
 from agent.model.llm import make_model
 from agent.model.lora_gguf import read_adapter
 from agent.model.train import TrainConfig
+from agent.policy import PolicySpec, ensure_initial
 from memory.embeddings import HashEmbedder
 from memory.models import Episode, Task
 from memory.store import Store
+from memory.trajectory import Action, Prompt, Thought, Trajectory
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +29,23 @@ def test_training_on_a_made_up_fact_changes_the_embedded_models_answer(tmp_path)
     settings = Settings(home=tmp_path / "home", model={"model": "smollm2-135m", "n_ctx": 512, "max_tokens": 24})
     settings.ensure_dirs()
     store = Store(settings, embedder=HashEmbedder(64))
+    # A reason policy with no system message: its row is the question and the reply, the same
+    # chat the model is asked below.
+    policy = ensure_initial(store, PolicySpec(mode="reason", system_prompt=""))
+
+    def said(question, text):
+        return Trajectory(steps=[Prompt(system="", question=question), Thought(text=text),
+                                 Action(action="final_answer", input=text)]).to_stored()
+
     for i, q in enumerate(PARAPHRASES):
         store.upsert_tasks([Task(id=f"facts/train/{i}", suite="facts", split="train", question=q, answer="Zanzibar")])
-        store.add_episode(Episode(run_key=f"k{i}", task_id=f"facts/train/{i}", split="train", policy_id="p1",
-                                  model_fingerprint="f", verdict="pass", final_answer=FACT))
+        store.add_episode(Episode(run_key=f"k{i}", task_id=f"facts/train/{i}", split="train", policy_id=policy.id,
+                                  model_fingerprint="f", verdict="pass", final_answer=FACT, trajectory=said(q, FACT)))
     # A held-out episode with a different "fact": it must not be learnt.
+    oslo = "Professor Quillon's pet is a cat named Oslo."
     store.upsert_tasks([Task(id="facts/dev/0", suite="facts", split="dev", question=QUESTION, answer="Oslo")])
-    store.add_episode(Episode(run_key="d", task_id="facts/dev/0", split="dev", policy_id="p1", model_fingerprint="f",
-                              verdict="pass", final_answer="Professor Quillon's pet is a cat named Oslo."))
+    store.add_episode(Episode(run_key="d", task_id="facts/dev/0", split="dev", policy_id=policy.id, model_fingerprint="f",
+                              verdict="pass", final_answer=oslo, trajectory=said(QUESTION, oslo)))
     examples = adapters.verified_examples(store)
     assert [e.task_id for e in examples] == [f"facts/train/{i}" for i in range(3)]
 

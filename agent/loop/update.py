@@ -71,7 +71,10 @@ def update(rt: Runtime, *, cycle: int, incumbent, run_id: str | None = None,
         return result
     path = rt.settings.home / "finetune" / f"{first}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = rt.store.export_training_data(path)
+    from agent.model.adapters import row_renderer
+
+    # Rows in the turns the solver sends (agent/model/rows.py), the shape the tuned model is asked in.
+    rows = rt.store.export_training_data(path, render=row_renderer(rt.store, rt.tools))
     result.update(finetune_rows=rows, finetune_file=str(path))
     if loop.finetune == "openai" and rows >= loop.finetune_min_rows:
         base = spec_of(rt.store.get_policy(first))

@@ -31,7 +31,13 @@ class TrainExample:
     task_id: str
     episode_id: int | None
     messages: tuple[dict[str, str], ...]
-    source: str = "verified"  # verified | rationalised (STaR: written with the reference as a hint)
+    # verified (a greedy acquisition pass) | sampled (an extra sampled acquisition attempt) |
+    # rationalised (STaR: written with the reference as a hint)
+    source: str = "verified"
+
+
+# Episode.source of the extra sampled acquisition attempts (agent/loop/acquire.py).
+SAMPLED_SOURCE = "acquire-sample"
 
 
 def _example_id(messages: Sequence[dict[str, str]]) -> str:
@@ -63,41 +69,69 @@ def is_train_only(store, task, episode=None) -> bool:
     return True
 
 
-def episode_messages(episode, task) -> list[dict[str, str]] | None:
-    """The chat an episode's solution amounts to, in the plain form the embedded model sees:
-    the typed trajectory's messages (system, question, reasoning, tool calls and results,
-    answer), with tool turns rewritten as text the way the embedded backend sends them."""
-    from agent.model.llm import plain_messages
+def episode_messages(episode, task, spec, tools: Sequence = ()) -> list[dict[str, str]] | None:
+    """The chat an episode's solution amounts to, in the turns the solver sent for `spec`'s mode
+    (agent/model/rows.py): the stored system message, the question, each model turn, tool
+    results as the solver fed them back. None when that shape cannot be rebuilt exactly."""
+    from agent.model.rows import inference_messages
     from memory.trajectory import Trajectory
 
-    msgs = Trajectory.from_stored(episode.trajectory).to_messages(final_answer=episode.final_answer,
-                                                                  question=task.question)
-    if not msgs or msgs[-1]["role"] != "assistant" or msgs[-1].get("tool_calls"):
+    msgs = inference_messages(Trajectory.from_stored(episode.trajectory), spec, tools, kind=task.kind,
+                              entry_point=task.entry_point or "")
+    if not msgs or msgs[-1]["role"] != "assistant" or not msgs[-1]["content"].strip():
         return None
-    names = {c["id"]: c["function"]["name"] for m in msgs for c in m.get("tool_calls") or []}
-    msgs = [{**m, "name": names.get(m.get("tool_call_id"), "tool")} if m["role"] == "tool" else m for m in msgs]
-    plain = [{"role": m["role"], "content": str(m.get("content") or "")} for m in plain_messages(msgs)]
-    if not any(m["role"] == "user" for m in plain) or not plain[-1]["content"].strip():
-        return None
-    return plain
+    return msgs
+
+
+def row_renderer(store, tools: Sequence = ()) -> Callable[[Any, Any], list[dict[str, str]] | None]:
+    """`render` for the store's training export: an episode as the turns the solver sends, or
+    None (held-out lineage, unknown policy, a shape that cannot be rebuilt)."""
+    from agent.policy import PolicySpec
+
+    specs: dict[str, Any] = {}
+
+    def render(episode, task):
+        if not is_train_only(store, task, episode):
+            return None
+        if episode.policy_id not in specs:
+            policy = store.get_policy(episode.policy_id)
+            specs[episode.policy_id] = PolicySpec.model_validate(policy.spec) if policy is not None else None
+        spec = specs[episode.policy_id]
+        return None if spec is None else episode_messages(episode, task, spec, tools)
+
+    return render
 
 
 def _normalised_answer(messages: Sequence[dict[str, str]]) -> str:
     return " ".join("\n".join(m["content"] for m in messages if m["role"] == "assistant").split()).lower()
 
 
-def verified_examples(store, *, max_per_task: int = 4) -> list[TrainExample]:
-    """Distinct verified solutions of train tasks, at most `max_per_task` per task."""
+def verified_examples(store, tools: Sequence = (), *, max_per_task: int = 4) -> list[TrainExample]:
+    """Distinct verified solutions of train tasks, at most `max_per_task` per task.
+
+    Distinct by normalised solution text (the assistant turns, whitespace and case folded):
+    the same greedy solution stored by two runs is one example. `tools` are the solver's tool
+    objects (the act request lists them). An episode whose policy is not stored is skipped:
+    without its mode the inference shape is unknown.
+    """
+    from agent.policy import PolicySpec
+
     per_task: dict[str, set[str]] = {}
     out: list[TrainExample] = []
     tasks: dict[str, Any] = {}
+    specs: dict[str, Any] = {}
     for ep in store.episodes(split="train", verdict="pass"):
         if ep.task_id not in tasks:
             tasks[ep.task_id] = store.get_task(ep.task_id)
         task = tasks[ep.task_id]
         if not is_train_only(store, task, ep):
             continue
-        msgs = episode_messages(ep, task)
+        if ep.policy_id not in specs:
+            policy = store.get_policy(ep.policy_id)
+            specs[ep.policy_id] = PolicySpec.model_validate(policy.spec) if policy is not None else None
+        if specs[ep.policy_id] is None:
+            continue
+        msgs = episode_messages(ep, task, specs[ep.policy_id], tools)
         if msgs is None:
             continue
         seen = per_task.setdefault(task.id, set())
@@ -105,29 +139,71 @@ def verified_examples(store, *, max_per_task: int = 4) -> list[TrainExample]:
         if key in seen or len(seen) >= max_per_task:
             continue
         seen.add(key)
-        out.append(TrainExample(id=_example_id(msgs), task_id=task.id, episode_id=ep.id, messages=tuple(msgs)))
+        source = {SAMPLED_SOURCE: "sampled", RATIONALISED_SOURCE: "rationalised"}.get(ep.source, "verified")
+        out.append(TrainExample(id=_example_id(msgs), task_id=task.id, episode_id=ep.id, messages=tuple(msgs),
+                                source=source))
     return out
 
 
 RATIONALE_HINT = ("(A hint for you alone: the correct final answer is {answer}. Solve the problem step by "
                   "step as if you had worked it out yourself; do not mention the hint.)")
+RATIONALISED_SOURCE = "rationalised"
 
 
-def rationalise(model, verify: Callable[[Any, str], Any], store, task, *, system_prompt: str = "",
-                max_tokens: int = 384) -> TrainExample | None:
-    """STaR rationalisation for a failed train task: a solution written with the reference as
-    a hint, kept only if it passes the verifier, and stored with the hint removed from the
-    prompt. Marked `rationalised` so its share of the training data stays visible."""
-    if not is_train_only(store, task) or not task.answer:
+def rationalise(model, suite, store, task, spec, tools: Sequence = (), *, max_tokens: int = 400):
+    """STaR rationalisation of a failed train task: the model writes a solution with the
+    reference answer as a hint; kept only when the verifier accepts the answer the solver would
+    take from it. Returns the trajectory to store (system message and question as the solver
+    sends them, hint removed; the reasoning; its answer), or None.
+
+    Only reasoning-first shapes can be rationalised (act with think-first, reason): their first
+    model turn is free text, and a text that states its answer ends the episode there, so the
+    row is exactly the solver's. The reference never enters the stored trajectory.
+    """
+    from agent import prompts
+    from agent.tasks.answers import extract_answer, marked_answer
+    from memory.trajectory import Action, Prompt, Thought, Trajectory
+
+    if not is_train_only(store, task) or not task.answer or task.kind == "code":
         return None
-    prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    hinted = prefix + [{"role": "user", "content": f"{task.question}\n\n{RATIONALE_HINT.format(answer=task.answer)}"}]
+    if spec.mode == "act" and spec.think_first and spec.samples == 1:
+        chosen = [t for t in tools if t.name in spec.tools]
+        system = prompts.system_message(spec, chosen, insights=spec.insights)
+    elif spec.mode == "reason" and spec.samples == 1:
+        system = prompts.strategy_system(spec.system_prompt, spec, insights=spec.insights)
+    else:
+        return None
+    hinted = [{"role": "system", "content": system},
+              {"role": "user", "content": f"{task.question}\n\n{RATIONALE_HINT.format(answer=task.answer)}"}]
     text = model.complete(hinted, max_tokens=max_tokens, temperature=0.0).text
-    if not text.strip() or "hint" in text.lower() or not getattr(verify(task, text), "passed", False):
+    # The solver ends on a marked answer ("The answer is 12"); a text without one would have
+    # been followed by an act turn the row does not have.
+    answer = extract_answer(text) if marked_answer(text) is not None else ""
+    if not answer or "hint" in text.lower() or not suite.verify(task, answer).correct:
         return None
-    msgs = prefix + [{"role": "user", "content": task.question}, {"role": "assistant", "content": text}]
-    return TrainExample(id=_example_id(msgs), task_id=task.id, episode_id=None, messages=tuple(msgs),
-                        source="rationalised")
+    return Trajectory(steps=[Prompt(system=system, question=task.question), Thought(text=text),
+                             Action(action="final_answer", input=answer, source="thought")])
+
+
+def rationalised_episode(model, suite, store, task, policy, tools: Sequence = (), *, run_key: str,
+                         cycle: int | None = None):
+    """`rationalise` as a stored episode (source "rationalised", so its provenance says the
+    reference was a hint), or None. Idempotent by run_key."""
+    from agent.policy import PolicySpec
+    from memory.models import Episode
+
+    existing = store.episode_by_key(run_key)
+    if existing is not None:
+        return existing
+    trajectory = rationalise(model, suite, store, task, PolicySpec.model_validate(policy.spec), tools)
+    if trajectory is None:
+        return None
+    final = trajectory.steps[-1].input
+    return store.add_episode(Episode(
+        run_key=run_key, task_id=task.id, split="train", policy_id=policy.id,
+        model_fingerprint=getattr(model, "fingerprint", "unknown"), cycle=cycle, source=RATIONALISED_SOURCE,
+        trajectory=trajectory.to_stored(), final_answer=final, reward=1.0, verdict="pass",
+        feedback="rationalised: written with the reference answer as a hint (STaR)"))
 
 
 # ---------------------------------------------------------------- the adapter store
@@ -176,6 +252,28 @@ def resolve_adapter(home: Path, ref: str) -> Path:
     actual = _sha256(path)
     if actual != m.group(1):
         raise IntegrityError(f"{path} has SHA-256 {actual}, expected {m.group(1)}; delete it and retrain")
+    return path
+
+
+def adapter_for_base(home: Path, ref: str, base_gguf: Path) -> Path:
+    """`resolve_adapter`, then checked against the base it is about to be applied to.
+
+    llama.cpp does not refuse an adapter made for another architecture: it crashes the process
+    (a segfault in decode, reproduced on the qwen2 default with a llama-tagged adapter, which
+    was the "successive adapter loads" crash). So the architecture, tensor names and shapes are
+    checked here, and a misfit is one line naming the adapter, not a dead process.
+    """
+    from agent.model import lora_gguf
+    from agent.model.train import ENABLE_HINT
+
+    path = resolve_adapter(home, ref)
+    try:
+        lora_gguf.check_fits(lora_gguf.read_adapter(path), lora_gguf.read_base_info(base_gguf))
+    except ImportError as exc:
+        raise ConfigError(f"applying a LoRA adapter checks it with the gguf package; {ENABLE_HINT}") from exc
+    except lora_gguf.LoraFormatError as exc:
+        raise ConfigError(f"adapter {ref} does not fit {Path(base_gguf).name}: {exc}; "
+                          "train one for this model or roll the policy back") from exc
     return path
 
 
@@ -235,7 +333,9 @@ def finetune_local(settings, store, *, progress="default") -> str:
     if settings.model.backend != "embedded":
         raise ConfigError("EVOLVE_LOOP__FINETUNE=local trains the embedded model; set EVOLVE_MODEL__BACKEND=embedded "
                           "or use finetune=openai with an endpoint")
-    examples = verified_examples(store)
+    from tools.registry import default_tools
+
+    examples = verified_examples(store, default_tools(settings))
     if len(examples) < settings.loop.finetune_min_rows:
         return ""
     cfg = TrainConfig(steps=settings.loop.finetune_steps, max_minutes=settings.loop.finetune_minutes,

@@ -176,9 +176,9 @@ class EmbeddedModel:
             path, sha = local_model.resolve_weights(self._cfg, settings.models_dir)
             lora = None
             if adapter:  # a policy's LoRA (agent/model/adapters.py), verified before loading
-                from agent.model.adapters import resolve_adapter
+                from agent.model.adapters import adapter_for_base
 
-                lora = resolve_adapter(settings.home, adapter)
+                lora = adapter_for_base(settings.home, adapter, path)
             llama = local_model.load_llama(settings, path=path, lora_path=lora)
             fingerprint = f"gguf-sha256:{sha}" + (f"+lora:{lora.stem}" if lora else "")
         self._llama = llama
