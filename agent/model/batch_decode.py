@@ -4,7 +4,7 @@
    chat handler runs against a stand-in that records what it would hand to `create_completion`
    (prompt tokens, stop strings, sampling settings) instead of generating.
 2. The prompt is decoded once into sequence 0 of a second llama.cpp context, and its KV cells are
-   shared with sequences 1..k-1 (`llama_memory_seq_cp`).
+   copied to sequences 1..k-1 (`llama_memory_seq_cp`), so no sequence evaluates it again.
 3. Each step samples one token per live sequence, each sequence with its own sampler chain built
    by llama-cpp-python's own `_init_sampler` (penalties, top-k, typical, top-p, min-p, temperature,
    dist) seeded with that sequence's seed, so a batched sample comes from the same distribution as
