@@ -11,7 +11,9 @@ temperature 0.7, sequence j seeded seed + j, the same path EmbeddedModel.complet
   its end-of-generation token, so this is counted, not assumed);
 - prompt s: the shared prompt's evaluation (once per call, whatever k);
 - decode s: sampling and batched decoding after the prompt;
-- decode tok/s: tokens / decode s, the aggregate decode rate; wall tok/s: tokens / (prompt + decode).
+- decode tok/s: tokens / decode s, the aggregate decode rate; wall tok/s: tokens / (prompt + decode);
+- cpu s and tok/cpu-s: the process's CPU time for the call (1 thread: the compute it needed,
+  prompt included), which a shared machine's preemption inflates far less than wall time.
 
 "sequential k" is the path complete_many replaced: k complete() calls one after another (the
 Llama reuses the cached prompt prefix between them, as it did). Rounds run the configurations
@@ -47,19 +49,20 @@ def messages() -> list[dict]:
 
 
 def run_batch(decoder, request, k: int, seed: int) -> dict:
+    cpu = time.process_time()
     samples, stats = decoder.generate(request, [seed + j for j in range(k)])
     tokens = sum(s.completion_tokens for s in samples)
     return {"tokens": tokens, "prompt_s": stats.prompt_s, "decode_s": stats.decode_s,
-            "wall_s": stats.prompt_s + stats.decode_s}
+            "wall_s": stats.prompt_s + stats.decode_s, "cpu_s": time.process_time() - cpu}
 
 
 def run_sequential(model: EmbeddedModel, k: int, max_tokens: int, temperature: float, seed: int) -> dict:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     outs = [model.complete(messages(), max_tokens=max_tokens, temperature=temperature, seed=seed + j)
             for j in range(k)]
     wall = time.perf_counter() - started
     return {"tokens": sum(o.usage.completion_tokens for o in outs), "prompt_s": float("nan"),
-            "decode_s": float("nan"), "wall_s": wall}
+            "decode_s": float("nan"), "wall_s": wall, "cpu_s": time.process_time() - cpu}
 
 
 def commit() -> str:
@@ -102,7 +105,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name, _ in configs}
     started = time.perf_counter()
     print(f"{'round':>5} {'configuration':<16} {'tokens':>6} {'prompt s':>8} {'decode s':>8} "
-          f"{'wall s':>7} {'decode tok/s':>12} {'wall tok/s':>10}")
+          f"{'wall s':>7} {'decode tok/s':>12} {'wall tok/s':>10} {'cpu s':>7} {'tok/cpu-s':>9}")
     for rnd in range(args.rounds):
         order = configs if rnd % 2 == 0 else configs[::-1]
         for name, k in order:
@@ -113,7 +116,8 @@ def main() -> None:
             results[name].append(row)
             decode_rate = row["tokens"] / row["decode_s"] if row["decode_s"] == row["decode_s"] else float("nan")
             print(f"{rnd + 1:>5} {name:<16} {row['tokens']:>6} {row['prompt_s']:>8.2f} {row['decode_s']:>8.2f} "
-                  f"{row['wall_s']:>7.2f} {decode_rate:>12.1f} {row['tokens'] / row['wall_s']:>10.1f}")
+                  f"{row['wall_s']:>7.2f} {decode_rate:>12.1f} {row['tokens'] / row['wall_s']:>10.1f} "
+                  f"{row['cpu_s']:>7.2f} {row['tokens'] / row['cpu_s']:>9.1f}", flush=True)
     print(f"\nmedian over {args.rounds} round(s); total wall {time.perf_counter() - started:.0f} s")
     print(f"{'configuration':<16} {'tokens':>6} {'decode tok/s':>12} {'wall tok/s':>10}")
     for name, _ in configs:
