@@ -10,9 +10,10 @@
 
 With `samples` k > 1 each sample runs the whole strategy and the answers are majority-voted
 (normalised; ties go to the answer seen first). Code candidates are voted by behaviour on
-the visible examples instead. On the embedded backend the k samples send the same prompt, and
-llama-cpp-python reuses the longest matching prefix already in its KV cache, so the shared
-prompt is evaluated once, not k times.
+the visible examples instead. The k samples' first turns share one prompt and go to the model
+as one `complete_many` call: the embedded backend evaluates the prompt once and decodes the k
+samples together in one llama.cpp batch (agent/model/batch_decode.py); repairs and fallbacks stay
+per sample. Greedy decoding (temperature 0) would give k copies of one answer, so it runs one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import prompts
-from agent.model.llm import ChatModel, Usage
+from agent.model.llm import ChatModel, Usage, complete_many
 from agent.policy import PolicySpec
 from agent.solver import FINAL, Context, SolveResult
 from agent.tasks.answers import canonical_number, extract_answer, normalise_text
@@ -64,10 +65,27 @@ class _Calls:
         self.usage = Usage()
         # The solver's event hook (the chat shows these as they happen).
         self.emit = on_event or (lambda kind, data: None)
+        self._first: tuple[list[dict[str, Any]], int] | None = None
+        self._first_texts: dict[int, str] = {}
+
+    def sample_first_turns(self, messages: list[dict[str, Any]], max_tokens: int, k: int) -> None:
+        """The k samples' shared first turn in one complete_many call; each sample's first call
+        with these messages then takes its text instead of calling the model."""
+        outs = complete_many(self.model, messages, k, max_tokens=max_tokens,
+                             temperature=self.temperature, seed=self._seed(0))
+        for out in outs:
+            self.usage.add(out.usage)
+        self._first = ([dict(m) for m in messages], max_tokens)
+        self._first_texts = {i: out.text for i, out in enumerate(outs)}
+
+    def _seed(self, sample: int) -> int | None:
+        # A sampled run gets its own seed per sample, so k samples differ and reruns repeat.
+        return sample + 1 if self.temperature > 0 else None
 
     def __call__(self, messages: list[dict[str, Any]], max_tokens: int, sample: int) -> str:
-        # A sampled run gets its own seed per sample, so k samples differ and reruns repeat.
-        seed = sample + 1 if self.temperature > 0 else None
+        if sample in self._first_texts and self._first == (messages, max_tokens):
+            return self._first_texts.pop(sample)
+        seed = self._seed(sample)
         out = self.model.complete(messages, max_tokens=max_tokens, temperature=self.temperature,
                                   seed=seed)
         self.usage.add(out.usage)
@@ -116,9 +134,22 @@ def behaviour_vote(attempts: Sequence[Attempt]) -> int:
 
 # ---------------------------------------------------------------- reason and program
 
+def _reason_messages(system: str, question: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def _program_messages(system: str, question: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": prompts.program_request(question)}]
+
+
+def _code_messages(system: str, question: str, entry_point: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": prompts.code_request(question, entry_point)}]
+
+
 def _reason(calls: _Calls, system: str, question: str, sample: int) -> Attempt:
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    text = calls(messages, REASON_MAX_TOKENS, sample)
+    text = calls(_reason_messages(system, question), REASON_MAX_TOKENS, sample)
     calls.emit("thought", {"text": text})
     answer = extract_answer(text)
     return Attempt(answer, [Thought(text=text)], "" if answer else "no answer found in the reasoning")
@@ -131,8 +162,7 @@ def _printed_answer(stdout: str) -> str:
 
 def _program(calls: _Calls, system: str, question: str, sample: int, sandbox: SandboxLike,
              repairs: int) -> Attempt:
-    messages = [{"role": "system", "content": system},
-                {"role": "user", "content": prompts.program_request(question)}]
+    messages = _program_messages(system, question)
     steps: list[Step] = []
     problem = ""
     for turn in range(1 + repairs):  # the program, then the bounded repairs
@@ -219,8 +249,7 @@ def _passed(attempt: Attempt) -> int:
 
 def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: int,
           sandbox: SandboxLike | None, repairs: int) -> Attempt:
-    messages = [{"role": "system", "content": system},
-                {"role": "user", "content": prompts.code_request(question, entry_point)}]
+    messages = _code_messages(system, question, entry_point)
     examples = visible_examples(question)
     steps: list[Step] = []
     best: Attempt | None = None
@@ -270,7 +299,16 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
         raise ValueError(f"mode {spec.mode!r} runs programs: the solver needs a sandbox")
     attempts: list[Attempt] = []
     act_steps = 0
-    for i in range(spec.samples):
+    samples = spec.samples if spec.temperature > 0 else 1
+    if samples > 1 and (code_task or spec.mode != "act"):  # act runs its own graph per sample
+        if code_task:
+            first = _code_messages(system, question, entry_point), CODE_MAX_TOKENS
+        elif spec.mode == "reason":
+            first = _reason_messages(system, question), REASON_MAX_TOKENS
+        else:
+            first = _program_messages(system, question), PROGRAM_MAX_TOKENS
+        calls.sample_first_turns(*first, samples)
+    for i in range(samples):
         if code_task:
             attempt = _code(calls, system, question, entry_point, i, sandbox, spec.repairs)
         elif spec.mode == "act":
@@ -296,7 +334,7 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
     winner = attempts[chosen]
     # Only the chosen sample's steps are kept: one coherent solution for every reader.
     trajectory += winner.steps
-    if spec.samples > 1:
+    if samples > 1:
         trajectory.append(Vote(answers=[a.answer[:200] for a in attempts], chosen=chosen))
     calls.emit("final", {"answer": winner.answer})
     if not any(isinstance(s, Action) and s.action == FINAL for s in winner.steps):

@@ -6,7 +6,15 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from agent.model.llm import Completion, Message, ToolCall, Usage, _calls_from_object, parse_json_lenient
+from agent.model.llm import (
+    Completion,
+    Message,
+    ToolCall,
+    Usage,
+    _calls_from_object,
+    parse_json_lenient,
+    sample_sequentially,
+)
 
 Step = Any  # str | dict | ToolCall | list[ToolCall] | BaseException | Callable
 
@@ -42,6 +50,7 @@ class ScriptedModel:
         self.fingerprint = fingerprint
         self.usage = Usage()
         self.calls: list[tuple[list[Message], dict[str, Any]]] = []
+        self.many_calls: list[tuple[list[Message], dict[str, Any]]] = []  # complete_many requests
 
     def _next(self, messages: list[Message], kwargs: dict[str, Any]) -> Step:
         self.calls.append((messages, kwargs))
@@ -84,6 +93,15 @@ class ScriptedModel:
                              latency_s=self.clock() - started, calls=1)
         self.usage.add(result.usage)
         return result
+
+    def complete_many(self, messages: Sequence[Message], n: int, *, max_tokens=None, temperature=None,
+                      seed=None) -> list[Completion]:
+        """n samples: recorded once in `.many_calls`, then answered as n completions (each also in
+        `.calls`, with its own seed), as a backend's sequential default would."""
+        self.many_calls.append((list(messages), dict(n=n, max_tokens=max_tokens, temperature=temperature,
+                                                     seed=seed)))
+        return sample_sequentially(self, messages, n, max_tokens=max_tokens, temperature=temperature,
+                                   seed=seed)
 
     def stream(self, messages: Sequence[Message], *, max_tokens=None, temperature=None,
                stop=None) -> Iterator[str]:

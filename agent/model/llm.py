@@ -10,11 +10,12 @@ Every call reports tokens, latency and the model fingerprint.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from agent.config import ConfigError, Settings
@@ -27,6 +28,7 @@ from agent.model.structured import (  # noqa: F401  (re-exported: part of this m
 )
 
 Message = dict[str, Any]
+log = logging.getLogger("evolve.model")
 
 
 @dataclass
@@ -105,6 +107,47 @@ class ChatModel(Protocol):
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
     ) -> Iterator[str]: ...
+
+    def complete_many(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """n samples of one prompt; sample j is seeded `seed + j`. Their usages sum to what the
+        call cost (a prompt evaluated once is counted once)."""
+        ...
+
+
+def sample_sequentially(model: ChatModel, messages: Sequence[Message], n: int, *,
+                        max_tokens: int | None = None, temperature: float | None = None,
+                        seed: int | None = None) -> list[Completion]:
+    """The default complete_many: n completions, one call each; greedy (temperature 0) n > 1
+    would repeat one answer n times, so it is one call shared by all n."""
+    if n > 1 and temperature is not None and temperature <= 0:
+        return _shared(model.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                      seed=seed), n)
+    return [model.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                           seed=None if seed is None else seed + j) for j in range(n)]
+
+
+def complete_many(model: Any, messages: Sequence[Message], n: int, *, max_tokens: int | None = None,
+                  temperature: float | None = None, seed: int | None = None) -> list[Completion]:
+    """n samples from any model: its own complete_many (the embedded backend batches them), or
+    sequential completions for a wrapper that only has complete()."""
+    many = getattr(model, "complete_many", None)
+    if many is None:
+        return sample_sequentially(model, messages, n, max_tokens=max_tokens,
+                                   temperature=temperature, seed=seed)
+    return many(messages, n, max_tokens=max_tokens, temperature=temperature, seed=seed)
+
+
+def _shared(one: Completion, n: int) -> list[Completion]:
+    # One call's result for all n: the copies carry no usage, so the sum stays one call.
+    return [one] + [replace(one, usage=Usage(), tool_calls=list(one.tool_calls)) for _ in range(n - 1)]
 
 
 # ---------------------------------------------------------------- message helpers
@@ -186,6 +229,7 @@ class EmbeddedModel:
         self.fingerprint = fingerprint or "gguf:unknown"
         self.usage = Usage()
         self._lock = threading.Lock()  # a Llama context is not safe for concurrent use
+        self.batch_fallbacks: dict[str, int] = {}  # why complete_many decoded sequentially
 
     def _params(self, max_tokens, temperature, stop, seed) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -246,6 +290,50 @@ class EmbeddedModel:
         usage = Usage(prompt_tokens=len(self._llama.tokenize(prompt_text.encode(), add_bos=False)),
                       completion_tokens=pieces, latency_s=time.perf_counter() - started, calls=1)
         self.usage.add(usage)
+
+
+    def complete_many(self, messages, n, *, max_tokens=None, temperature=None,
+                      seed=None) -> list[Completion]:
+        """n samples of one prompt decoded together in one llama.cpp batch (the prompt once;
+        agent/model/batch_decode.py); sample j is seeded `seed + j` (seed None: the configured
+        model seed). Falls back to sequential completions, with one logged line saying why,
+        when the batch cannot reproduce the request exactly."""
+        params = self._params(max_tokens, temperature, None, seed)
+        if n <= 1 or params["temperature"] <= 0:
+            return sample_sequentially(self, messages, n, max_tokens=max_tokens,
+                                       temperature=params["temperature"], seed=seed)
+        from agent.model import batch_decode
+
+        base = self._cfg.seed if seed is None else seed
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                request = batch_decode.prepare(self._llama, plain_messages(messages),
+                                               max_tokens=params["max_tokens"],
+                                               temperature=params["temperature"])
+                samples, _ = batch_decode.decoder_for(self._llama).generate(
+                    request, [base + j for j in range(n)])
+        except batch_decode.BatchUnavailable as exc:
+            self._note_fallback(str(exc))
+            return sample_sequentially(self, messages, n, max_tokens=max_tokens,
+                                       temperature=params["temperature"], seed=base)
+        latency = time.perf_counter() - started
+        results = []
+        for j, sample in enumerate(samples):
+            # One call: the first sample carries the prompt, the latency and the call itself.
+            usage = Usage(prompt_tokens=len(request.prompt) if j == 0 else 0,
+                          completion_tokens=sample.completion_tokens,
+                          latency_s=latency if j == 0 else 0.0, calls=1 if j == 0 else 0)
+            self.usage.add(usage)
+            results.append(Completion(text=sample.text, usage=usage, model=self.name,
+                                      fingerprint=self.fingerprint, finish_reason=sample.finish_reason))
+        return results
+
+    def _note_fallback(self, reason: str) -> None:
+        # Said once per reason and model, not once per task; counted every time.
+        self.batch_fallbacks[reason] = self.batch_fallbacks.get(reason, 0) + 1
+        if self.batch_fallbacks[reason] == 1:
+            log.warning("samples decoded one after another, not in one batch: %s", reason)
 
 
 def _with_system_note(messages: list[Message], note: str) -> list[Message]:

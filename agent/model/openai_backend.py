@@ -28,6 +28,7 @@ from agent.model.llm import (
     _nonnull_content,
     _with_system_note,
     plain_messages,
+    sample_sequentially,
 )
 from agent.model.structured import (
     FORMS,
@@ -299,6 +300,13 @@ class OpenAIModel:
             if tools:
                 result.tool_calls, result.text = _calls_from_object(result.parsed, tool_names)
         return result
+
+    def complete_many(self, messages, n, *, max_tokens=None, temperature=None,
+                      seed=None) -> list[Completion]:
+        """n samples as n requests (sample j seeded `seed + j`): servers differ in whether they
+        honour `n`, so one request per sample is the portable default."""
+        return sample_sequentially(self, messages, n, max_tokens=max_tokens,
+                                   temperature=temperature, seed=seed)
 
     def stream(self, messages, *, max_tokens=None, temperature=None, stop=None) -> Iterator[str]:
         kwargs: dict[str, Any] = {
