@@ -3,6 +3,7 @@ inside data fences, with a standing instruction that fenced text is never to be 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from agent.policy import PolicySpec
@@ -13,9 +14,13 @@ FENCE_RULE = (
 )
 
 
+_FENCE_TAG = re.compile(r"<(\s*/?\s*)(data)", re.IGNORECASE)
+
+
 def fence(text: str, source: str) -> str:
-    # A closing marker inside the data would let it break out of the fence.
-    safe = text.replace("</data>", "</ data>").replace("<data", "< data")
+    # A closing (or a new opening) marker inside the data would let it break out of the fence:
+    # any spelling of one ("</DATA>", "< /data") has its "<" escaped, so only ours remain.
+    safe = _FENCE_TAG.sub(lambda m: "&lt;" + m.group(1) + m.group(2), text)
     return f'<data source="{source}">\n{safe}\n</data>'
 
 
