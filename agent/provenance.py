@@ -20,7 +20,7 @@ find_in_page) reach no network and are not checked here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 # Arguments that name an address the tool would open.
@@ -79,21 +79,25 @@ def _named(url: str, trusted: str) -> str | None:
 
 
 def _link_target(n: object, data: Iterable[str]) -> str | None:
-    """The address of link N on the most recent page listing its links, as the model saw it."""
+    """The address of link N in the link list ("Links:", last in tools/browser.py's rendering)
+    of the most recent page that has one. Only for a tool that cannot say itself: a page body
+    can spoof link lines, so the browser's own `link_target` is preferred (see `refusal`)."""
     for text in reversed(list(data)):
-        links = dict(_LINK_LINE.findall(text))
-        if links:
-            return links.get(str(n))
+        head, sep, listing = text.rpartition("\nLinks:\n")
+        if sep:
+            return dict(_LINK_LINE.findall(listing)).get(str(n).strip())
     return None
 
 
-def refusal(tool_name: str, args: object, *, trusted: str, data: Iterable[str]) -> str | None:
+def refusal(tool_name: str, args: object, *, trusted: str, data: Iterable[str],
+            link_target: Callable[[object], str | None] | None = None) -> str | None:
     """One line saying why this call may not run, or None when its addresses are backed by the
-    trusted text. `data`: the tool outputs and retrieved memories shown so far, oldest first."""
+    trusted text. `data`: the tool outputs and retrieved memories shown so far, oldest first;
+    `link_target`: the browser's own answer to "where does link n go", when it has one."""
     data = list(data)
     if tool_name == FOLLOW_TOOL and isinstance(args, dict) and len(args) == 1:
         n = str(next(iter(args.values()))).strip()
-        target = _link_target(n, data)
+        target = link_target(n) if link_target is not None else _link_target(n, data)
         if target is None:
             return f"{tool_name} was not run: link [{n}] is not listed on the page you have"
         why = _named(target, trusted)

@@ -224,7 +224,7 @@ class Solver:
         tool = self.tools[action.action]
         started = time.perf_counter()
         args = _arguments_for(tool, action.input)
-        refused = self._refusal(tool.name, args, state)
+        refused = self._refusal(tool, args, state)
         result = ToolResult(ok=False, content=refused) if refused else tool.invoke(args)
         observation = Observation(tool=tool.name, ok=result.ok, content=result.content[:4000],
                                   untrusted=result.untrusted, call_id=action.call_id,
@@ -236,7 +236,7 @@ class Solver:
                 "trajectory": [*state["trajectory"], observation], "pending": None}
 
     @staticmethod
-    def _refusal(name: str, args: dict[str, Any] | str, state: SolverState) -> str | None:
+    def _refusal(tool, args: dict[str, Any] | str, state: SolverState) -> str | None:
         """Tool output never chooses a call's address on its own authority: see agent/provenance.py."""
         if isinstance(args, str):
             try:
@@ -245,7 +245,11 @@ class Solver:
                 return None  # not JSON: Tool.invoke sends the parse error back to the model
         data = [*state.get("memories", []),
                 *(s.content for s in state["trajectory"] if isinstance(s, Observation))]
-        return provenance.refusal(name, args, trusted=state.get("trusted", ""), data=data)
+        # A browser's follow tool says itself where link n goes (tools/browser.py), so a page
+        # cannot spoof the answer with link-like lines in its text.
+        owner = getattr(getattr(tool, "fn", None), "__self__", None)
+        return provenance.refusal(tool.name, args, trusted=state.get("trusted", ""), data=data,
+                                  link_target=getattr(owner, "link_target", None))
 
     def _concluded(self, text: str, opts: Options) -> str | None:
         if not opts.numeric_answers:
