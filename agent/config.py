@@ -96,9 +96,10 @@ class LoopSettings(BaseModel):
     futility_stop: bool = True
     max_cost_ratio: float = Field(default=0.0, ge=0.0)
     # Which proposers fill the candidate slots, in order (names in agent/loop/proposers.py).
-    proposers: tuple[Literal["context", "program", "program_with_reasoning", "vote", "reason", "tools",
-                             "instruction"], ...] = ("context", "program", "program_with_reasoning", "vote",
-                                                     "reason", "tools", "instruction")
+    proposers: tuple[Literal["context", "program", "program_with_reasoning", "vote", "program_vote", "reason",
+                             "tools", "instruction"], ...] = ("context", "program", "program_vote",
+                                                                "program_with_reasoning", "vote", "reason",
+                                                                "tools", "instruction")
     # In-weight update: "off"; "export" writes verified train episodes as chat fine-tuning
     # JSONL at each update; "openai" also submits a fine-tuning job to the configured
     # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate;

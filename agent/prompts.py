@@ -54,6 +54,9 @@ def _context(insights: Sequence[str], exemplars: Sequence[str], skills: Sequence
 def system_message(policy: PolicySpec, tools: Sequence, *, insights: Sequence[str] = (),
                    exemplars: Sequence[str] = (), skills: Sequence[str] = ()) -> str:
     parts = [policy.system_prompt]
+    # The instruction gene (the reflective proposer's candidates) applies in every mode.
+    if policy.instructions.strip():
+        parts.append("Additional instructions:\n" + policy.instructions.strip())
     if not policy.think_first:
         # With think-first the action menu comes with each act request instead, so the free-text
         # reasoning turn is not tempted into JSON.

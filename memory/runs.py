@@ -59,10 +59,14 @@ class RunRecords(StoreBase):
             return {r.task_id: (r.correct, r.tokens, r.latency_s)
                     for r in s.exec(select(EvalResult).where(EvalResult.eval_run_id == run_id))}
 
-    def finish_eval_run(self, run_id: int, accuracy: float) -> EvalRun:
+    def finish_eval_run(self, run_id: int, accuracy: float, n: int | None = None) -> EvalRun:
+        """Record the accuracy over the `n` items evaluated (fewer than planned after a futility
+        stop: the accuracy and its interval are over those, not over the plan)."""
         with self.session() as s:
             run = s.get(EvalRun, run_id)
             run.accuracy = accuracy
+            if n is not None:
+                run.n = n
             s.add(run)
             s.flush()
             s.refresh(run)

@@ -76,6 +76,7 @@ def test_several_candidates_screened_gated_and_all_recorded(tmp_path, answers):
     with store.session() as s:
         run = s.exec(select(EvalRun).where(EvalRun.policy_id == by_name["context"], EvalRun.split == "dev")).one()
         assert len(s.exec(select(EvalResult).where(EvalResult.eval_run_id == run.id)).all()) == 19
+        assert run.n == 19 and len(run.task_ids) == 24  # evaluated, of the planned
     # cost is evidence: tokens and seconds per task and per correct answer, for both sides
     cost = dev["tools"]["cost"]
     assert cost["tokens_per_task"] > 0 and cost["tokens_per_correct"] == pytest.approx(cost["tokens_per_task"])

@@ -42,6 +42,7 @@ def test_context_is_the_in_context_update():
     (P.program, {"mode"}, {"mode": "program"}),
     (P.program_with_reasoning, {"mode"}, {"mode": "program+reason"}),
     (P.vote, {"samples", "temperature"}, {"samples": 5, "temperature": 0.7}),
+    (P.program_vote, {"mode", "samples", "temperature"}, {"mode": "program", "samples": 5, "temperature": 0.7}),
     (P.reason, {"mode"}, {"mode": "reason"}),
     (P.tools, {"tools"}, {"tools": ("calculator", "python")}),
 ])
@@ -64,7 +65,14 @@ def test_the_real_policy_spec_gets_its_genes_proposed():
 def test_program_modes_are_not_proposed_for_code_tasks():
     code = P.Experience(task_kind="code", tools_available=TOOLS)
     assert P.program(GeneSpec(), code) is None and P.program_with_reasoning(GeneSpec(), code) is None
-    assert P.reason(GeneSpec(), code) is None
+    assert P.reason(GeneSpec(), code) is None and P.program_vote(GeneSpec(), code) is None
+
+
+def test_program_vote_adds_voting_to_a_single_program_policy():
+    single = P.program(PolicySpec(), EXP)
+    voted = P.program_vote(single, EXP)
+    assert (voted.mode, voted.samples, voted.temperature) == ("program", 5, 0.7)
+    assert diff(voted, single) == {"samples", "temperature"}
 
 
 def test_tools_proposer_never_offers_the_browser_and_needs_the_tool_available():
@@ -144,15 +152,16 @@ def test_propose_takes_k_distinct_lazily_and_skips_rejected():
     exp = P.Experience(has_exemplars=True, memory_snapshot=4, tools_available=TOOLS, failures=(FAIL,))
     spec = GeneSpec()
     out = P.propose(spec, exp, P.default_proposers(model), k=3)
-    assert [name for name, _ in out] == ["context", "program", "program_with_reasoning"]
+    assert [name for name, _ in out] == ["context", "program", "program_vote"]
     assert model.calls == []  # the model-backed proposer was not needed
     everything = P.propose(spec, exp, P.default_proposers(model), k=10)
-    assert [n for n, _ in everything] == ["context", "program", "program_with_reasoning", "vote", "reason",
-                                          "tools", "instruction"]
-    assert len({s.digest() for _, s in everything}) == 7
+    assert [n for n, _ in everything] == ["context", "program", "program_vote", "program_with_reasoning", "vote",
+                                          "reason", "tools", "instruction"]
+    assert len({s.digest() for _, s in everything}) == 8
     skip = frozenset(s.digest() for n, s in everything if n in ("program", "vote"))
     again = P.propose(spec, exp, P.default_proposers(model), k=10, skip_digests=skip)
-    assert [n for n, _ in again] == ["context", "program_with_reasoning", "reason", "tools", "instruction"]
+    assert [n for n, _ in again] == ["context", "program_vote", "program_with_reasoning", "reason", "tools",
+                                     "instruction"]
 
 
 def test_the_proposer_list_is_a_setting_checked_by_name():

@@ -59,7 +59,8 @@ def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycl
         if stop is not None and i + 1 < len(tasks) and stop(seen):
             rt.log("futility", {"phase": phase, "policy": policy.id, "evaluated": i + 1, "of": len(tasks)})
             break
-    store.finish_eval_run(run_id, sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0)
+    store.finish_eval_run(run_id, sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0,
+                          n=len(seen))
     return seen
 
 

@@ -104,6 +104,16 @@ def vote(spec, exp: Experience):
     return _changed(spec, {"samples": VOTE_SAMPLES, "temperature": VOTE_TEMPERATURE})
 
 
+def program_vote(spec, exp: Experience):
+    """Voted programs: `VOTE_SAMPLES` programs at `VOTE_TEMPERATURE`, majority of their printed
+    answers. Two genes in one move, on purpose: on the 0.5B model one program alone does not
+    beat the act policy (bench/strategies.py, docs/benchmarks.md), so a one-gene-at-a-time
+    search would have to promote that step first, and the gate rightly refuses it."""
+    if not _has(spec, "mode") or exp.task_kind == "code" or (spec.mode == "program" and spec.samples > 1):
+        return None
+    return _changed(spec, {"mode": "program", "samples": VOTE_SAMPLES, "temperature": VOTE_TEMPERATURE})
+
+
 def tools(spec, exp: Experience):
     """Offer the most useful solving tool the policy does not offer yet (only where tools are
     used: in the act mode; the other modes never call one)."""
@@ -194,14 +204,14 @@ def reflective(model, *, max_tokens: int = 200, spent=None) -> Proposer:
     return instruction
 
 
-NAMES = ("context", "program", "program_with_reasoning", "vote", "reason", "tools", "instruction")
+NAMES = ("context", "program", "program_vote", "program_with_reasoning", "vote", "reason", "tools", "instruction")
 
 
 def default_proposers(model, *, spent=None, names: Sequence[str] = NAMES) -> list[Proposer]:
     """The proposers called `names`, in that order (LoopSettings.proposers; by default context
     first, as today's single-candidate cycle proposes it)."""
     table = {"context": context, "program": program, "program_with_reasoning": program_with_reasoning,
-             "vote": vote, "reason": reason, "tools": tools}
+             "vote": vote, "program_vote": program_vote, "reason": reason, "tools": tools}
     return [reflective(model, spent=spent) if n == "instruction" else table[n] for n in names]
 
 

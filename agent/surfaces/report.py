@@ -24,6 +24,7 @@ from agent.surfaces.report_plots import (  # noqa: F401  (re-exported: tests and
     plot_decisions,
     plot_growth,
 )
+from agent.surfaces.report_search import render_search, search_rows
 from memory.models import Cycle, EvalRun, Experience, Policy, Promotion
 
 
@@ -267,6 +268,11 @@ def render(data: Data, *, generated: datetime | None = None) -> str:
     else:
         parts.append(_empty("No candidate has been tested yet."))
     parts.append("</section>")
+
+    search = render_search(search_rows(data.promotions))
+    if search:
+        parts.append('<section id="search"><h2>The candidate search: screening, dev evidence, cost</h2>'
+                     + search + "</section>")
 
     ratings = rating_counts(data)
     parts.append('<section id="ratings"><h2>Ratings from chat and the worker</h2>')
