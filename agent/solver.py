@@ -16,11 +16,12 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from agent import prompts
+from agent import prompts, provenance
 from agent.errors import OutputParseError
 from agent.model.llm import ChatModel, Usage
 from agent.policy import PolicySpec
 from memory.trajectory import Action, Observation, ParseError, Prompt, Settled, Step, Thought, Trajectory
+from tools.base import ToolResult
 
 FINAL = "final_answer"
 Event = Callable[[str, dict[str, Any]], None]
@@ -96,6 +97,10 @@ class SolverState(TypedDict, total=False):
     forced: bool
     options: Options
     on_event: Event
+    # What may name an address for the browser (agent/provenance.py): the system prompt and the
+    # question. Memories shown in the prompt are data, like tool output.
+    trusted: str
+    memories: list[str]
 
 
 def _quiet(kind: str, data: dict[str, Any]) -> None:
@@ -218,15 +223,33 @@ class Solver:
         action = state["pending"]
         tool = self.tools[action.action]
         started = time.perf_counter()
-        result = tool.invoke(_arguments_for(tool, action.input))
+        args = _arguments_for(tool, action.input)
+        refused = self._refusal(tool, args, state)
+        result = ToolResult(ok=False, content=refused) if refused else tool.invoke(args)
         observation = Observation(tool=tool.name, ok=result.ok, content=result.content[:4000],
                                   untrusted=result.untrusted, call_id=action.call_id,
                                   seconds=round(time.perf_counter() - started, 4))
         state["on_event"]("observation", observation.model_dump(exclude={"kind", "call_id"}))
-        text = prompts.observation(tool.name, result.content[:4000], ok=result.ok,
-                                   untrusted=result.untrusted)
+        text = prompts.refused(refused) if refused else prompts.observation(
+            tool.name, result.content[:4000], ok=result.ok, untrusted=result.untrusted)
         return {"messages": [*state["messages"], {"role": "user", "content": text}],
                 "trajectory": [*state["trajectory"], observation], "pending": None}
+
+    @staticmethod
+    def _refusal(tool, args: dict[str, Any] | str, state: SolverState) -> str | None:
+        """Tool output never chooses a call's address on its own authority: see agent/provenance.py."""
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                return None  # not JSON: Tool.invoke sends the parse error back to the model
+        data = [*state.get("memories", []),
+                *(s.content for s in state["trajectory"] if isinstance(s, Observation))]
+        # A browser's follow tool says itself where link n goes (tools/browser.py), so a page
+        # cannot spoof the answer with link-like lines in its text.
+        owner = getattr(getattr(tool, "fn", None), "__self__", None)
+        return provenance.refusal(tool.name, args, trusted=state.get("trusted", ""), data=data,
+                                  link_target=getattr(owner, "link_target", None))
 
     def _concluded(self, text: str, opts: Options) -> str | None:
         if not opts.numeric_answers:
@@ -290,6 +313,8 @@ class Solver:
             "trajectory": [Prompt(system=system, question=question)],
             "steps": 0, "tokens": 0, "usage": Usage(), "pending": None, "final": None, "forced": False,
             "options": replace(Options.of(policy, kind), temperature=temperature), "on_event": emit,
+            "trusted": f"{policy.system_prompt}\n{question}",
+            "memories": [*context.insights, *context.exemplars, *context.skills],
         }
         # Each step is a model node plus at most one tool node.
         # Run in an empty context: invoked inside a node of the checkpointed loop, the subgraph

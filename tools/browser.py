@@ -339,6 +339,17 @@ class Browser:
             data={"matches": len(hits)},
         )
 
+    def link_target(self, n: object) -> str | None:
+        """The address link n of the open page goes to, or None. The agent's provenance check
+        (agent/provenance.py) reads it before `follow` runs, from the page, not from its text."""
+        try:
+            i = int(str(n).strip())
+        except ValueError:
+            return None
+        if self.page is None or not 1 <= i <= len(self.page.links):
+            return None
+        return self.page.links[i - 1][1]
+
     def follow(self, n: int) -> ToolResult:
         """Open link number n of the current page.
 

@@ -45,13 +45,14 @@ def current_insights(store, limit: int = 12):
 def analyse_failure(rt: Runtime, task, episode, policy_id: str) -> str:
     reference = task.meta.get("solution") or task.answer
     insights = current_insights(rt.store)
+    # The pool holds quarantined, model-written rules too: data for the refiner, never its orders.
     listing = "\n".join(f"{i + 1}. {r.content}" for i, r in enumerate(insights)) or "(no rules yet)"
     messages = [
         {"role": "system", "content": ANALYSE_PROMPT},
         {"role": "user", "content": (
             f"Problem:\n{fence(task.question, 'problem')}\n\nAttempt (answer {episode.final_answer!r}):\n"
             f"{fence(Trajectory.from_stored(episode.trajectory).attempt_text(), 'attempt')}\n\nReference solution (answer "
-            f"{task.answer}):\n{fence(reference, 'reference')}\n\nCurrent rules:\n{listing}")},
+            f"{task.answer}):\n{fence(reference, 'reference')}\n\nCurrent rules:\n{fence(listing, 'rules')}")},
     ]
     try:
         out = rt.model.complete(messages, schema=INSIGHT_OPS_SCHEMA, max_tokens=200)
