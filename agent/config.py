@@ -95,6 +95,9 @@ class LoopSettings(BaseModel):
     survivors: int = Field(default=2, ge=1)
     futility_stop: bool = True
     max_cost_ratio: float = Field(default=0.0, ge=0.0)
+    # 0: off. Otherwise the gate's winner must also beat the incumbent, significantly, on this
+    # many further dev items it was not chosen on (agent/loop/evaluate.py `_confirm`).
+    confirm_size: int = Field(default=0, ge=0)
     # Which proposers fill the candidate slots, in order (names in agent/loop/proposers.py).
     proposers: tuple[Literal["context", "program", "program_with_reasoning", "vote", "program_vote", "reason",
                              "tools", "instruction"], ...] = ("context", "program", "program_vote",

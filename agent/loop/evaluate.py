@@ -162,6 +162,9 @@ def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate=None, dev_ids: lis
     rule = gate.GateRule(significance=loop.significance, min_delta=loop.min_delta,
                          max_cost_ratio=loop.max_cost_ratio)
     winner = gate.decide(evidence, rule)
+    if winner is not None and loop.confirm_size > 0:
+        winner = _confirm(rt, cycle=cycle, incumbent=incumbent, evidence=evidence[winner],
+                          dev_ids=dev_ids, rule=rule, index=winner)
     head = evidence[winner] if winner is not None else min(
         evidence, key=lambda e: (e["p_adjusted"], -e["delta"]))
     out = {k: v for k, v in head.items() if k not in ("cost", "incumbent_cost")}
@@ -170,3 +173,42 @@ def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate=None, dev_ids: lis
                                      "max_cost_ratio": loop.max_cost_ratio, "correction": "holm",
                                      "m": len(evidence)})
     return out
+
+
+# -- confirmation on a fresh dev slice ------------------------------------------------------
+
+def confirm_ids(rt: Runtime, dev_ids: Sequence[str]) -> list[str]:
+    """`confirm_size` dev items after the gate's own: items the winner was not chosen on."""
+    loop = rt.settings.loop
+    pool = dev_tasks(rt, "dev", limit=loop.dev_size + loop.confirm_size)
+    seen = set(dev_ids)
+    return [t.id for t in pool if t.id not in seen][: loop.confirm_size]
+
+
+def _confirm(rt: Runtime, *, cycle: int, incumbent, evidence: dict, dev_ids: Sequence[str],
+             rule: gate.GateRule, index: int) -> int | None:
+    """Re-test the gate's winner against the incumbent on a fresh dev slice; promote only when
+    that one pre-specified comparison is significant with a gain too. The winner was picked on
+    the first slice (and its proposer may have been picked by looking at it), so the first
+    p-value alone overstates the evidence."""
+    ids = confirm_ids(rt, dev_ids)
+    if not ids:
+        evidence["decision"], evidence["reason"] = "reject", "no fresh dev items left to confirm on"
+        evidence["confirm"] = {"n": 0}
+        return None
+    tasks = [rt.store.get_task(t) for t in ids]
+    inc = evaluate_rows(rt, incumbent, tasks, split="dev", cycle=cycle, phase="confirm")
+    cand = evaluate_rows(rt, rt.store.get_policy(evidence["candidate_id"]), tasks, split="dev",
+                         cycle=cycle, phase="confirm")
+    ev = compare([cand[t][0] for t in ids], [inc[t][0] for t in ids],
+                 samples=rt.settings.loop.bootstrap_samples, seed=cycle)
+    evidence["confirm"] = {"n": len(ids), "task_ids": ids, **{k: ev[k] for k in (
+        "delta", "ci_low", "ci_high", "p_value", "candidate_acc", "incumbent_acc") if k in ev}}
+    if ev["delta"] > rule.min_delta and ev["p_value"] < rule.significance:
+        evidence["reason"] = (f"{evidence['reason']}; confirmed on {len(ids)} fresh dev items "
+                              f"(delta {ev['delta']:+.3f}, p {ev['p_value']:.4f})")
+        return index
+    evidence["decision"] = "reject"
+    evidence["reason"] = (f"not confirmed on {len(ids)} fresh dev items: delta {ev['delta']:+.3f}, "
+                          f"p {ev['p_value']:.4f} (needs a gain and p below {rule.significance})")
+    return None
