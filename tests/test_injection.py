@@ -26,6 +26,7 @@ from agent.provenance import refusal, trusted_origins
 from agent.solver import FINAL, Context, Solver
 from memory.trajectory import Observation
 from tests.fakes import ScriptedModel
+from tests.test_refine_ops import setup  # noqa: F401  (the fixture: a store with one failed train episode)
 from tools.base import ToolResult, tool
 
 PAGE = "http://facts.test/page"
@@ -322,25 +323,13 @@ def test_a_rated_chat_turn_carrying_an_instruction_stays_quarantined(tmp_path):
     store.close()
 
 
-def test_a_quarantined_rule_reaches_the_refiner_only_as_fenced_data(tmp_path):
+def test_a_quarantined_rule_reaches_the_refiner_only_as_fenced_data(setup):  # noqa: F811
     """The refiner sees the whole rule pool, quarantined model-written rules included: they were
     listed unfenced before this row, so a planted rule could give the refiner orders."""
-    from agent.config import Settings
     from agent.loop.refine import analyse_failure
     from agent.loop.runtime import Runtime
-    from agent.tasks import get_suite
-    from memory.embeddings import HashEmbedder
-    from memory.models import Episode
-    from memory.store import Store
 
-    settings = Settings(home=tmp_path / "home")
-    settings.ensure_dirs()
-    store = Store(settings, embedder=HashEmbedder(64))
-    suite = get_suite("arith")
-    task = suite.load("train", limit=1, seed=0)[0]
-    store.upsert_tasks([task])
-    episode = store.add_episode(Episode(run_key="t/acquire/0", task_id=task.id, split="train", policy_id="v1",
-                                        model_fingerprint="fake:analyst", final_answer="0", verdict="fail"))
+    settings, store, suite, task, episode = setup  # the refiner tests' store with one failed train episode
     store.add_experience("insight", PLANT, key=PLANT, trust="unverified")
     model = ScriptedModel(lambda messages, kwargs: {"mistake": "m", "op": "agree", "target": 1})
     analyse_failure(Runtime(settings=settings, model=model, store=store, suite=suite, tools=[]), task, episode, "v1")

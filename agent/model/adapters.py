@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError, IntegrityError
+from agent.model.local_model import sha256_file
 
 _DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -213,14 +214,6 @@ def adapters_dir(home: Path) -> Path:
     return Path(home) / "adapters"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_adapter(home: Path, adapter, provenance: dict[str, Any], measured: dict[str, Any] | None = None) -> str:
     """Write the adapter GGUF (provenance embedded and beside it); return its digest.
 
@@ -234,7 +227,7 @@ def save_adapter(home: Path, adapter, provenance: dict[str, Any], measured: dict
     record = json.dumps(provenance, sort_keys=True)
     adapter.meta["provenance"] = record
     tmp = write_adapter(adapter, folder / f".incoming-{hashlib.sha256(record.encode()).hexdigest()[:12]}.gguf")
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     final = folder / f"{digest}.gguf"
     tmp.replace(final)
     (folder / f"{digest}.json").write_text(json.dumps({"sha256": digest, **provenance, "measured": measured or {}}, indent=2, sort_keys=True))
@@ -249,7 +242,7 @@ def resolve_adapter(home: Path, ref: str) -> Path:
     path = adapters_dir(home) / f"{m.group(1)}.gguf"
     if not path.is_file():
         raise ConfigError(f"adapter {ref} is not in {adapters_dir(home)}; retrain it or roll the policy back")
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != m.group(1):
         raise IntegrityError(f"{path} has SHA-256 {actual}, expected {m.group(1)}; delete it and retrain")
     return path
