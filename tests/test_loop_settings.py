@@ -6,6 +6,7 @@ import pytest
 
 from agent.config import Settings
 from agent.loop.acquire import pick_train_tasks
+from agent.model.adapters import RATIONALISED_SOURCE
 from agent.loop.graph import run_improve
 from agent.loop.runtime import Runtime
 from agent.tasks import get_suite
@@ -46,8 +47,8 @@ def _runtime(settings, store):
     return Runtime(settings=settings, model=loop_model({}), store=store, suite=get_suite("arith"), tools=[])
 
 
-def _pass(store, task, key):
-    store.add_episode(Episode(run_key=key, task_id=task.id, split="train", policy_id="v1",
+def _pass(store, task, key, source="acquire"):
+    store.add_episode(Episode(run_key=key, task_id=task.id, split="train", policy_id="v1", source=source,
                               model_fingerprint="fake", final_answer=task.answer, verdict="pass"))
 
 
@@ -87,3 +88,15 @@ def test_wall_time_budget_stops_the_loop(tmp_path, answers, wall_time_s, cycles_
         assert summary["stop_reason"].startswith("wall-time budget spent")
     else:
         assert summary["stop_reason"] == "completed 3 cycle(s)"
+
+
+def test_a_rationalised_pass_is_no_parent_for_a_variation(tmp_path):
+    """STaR episodes pass with the reference in the request: the model did not solve the task."""
+    settings, store = make(tmp_path, train_per_cycle=8, self_propose=True)
+    rt = _runtime(settings, store)
+    first = pick_train_tasks(rt, "r-sp", 1, 8)
+    for t in first[:3]:
+        _pass(store, t, f"star/{t.id}", source=RATIONALISED_SOURCE)
+    assert pick_train_tasks(rt, "r-sp", 1, 8)[8:] == []
+    _pass(store, first[0], f"seed/{first[0].id}")
+    assert [v.parent_task_id for v in pick_train_tasks(rt, "r-sp", 1, 8)[8:]] == [first[0].id]

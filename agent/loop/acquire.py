@@ -14,7 +14,7 @@ import random
 
 from agent.attempt import run_attempt
 from agent.loop.runtime import Runtime
-from agent.model.adapters import SAMPLED_SOURCE, is_train_only, rationalised_episode
+from agent.model.adapters import RATIONALISED_SOURCE, SAMPLED_SOURCE, is_train_only, rationalised_episode
 
 
 def cycle_seed(run_id: str, cycle: int) -> int:
@@ -28,7 +28,10 @@ def pick_train_tasks(rt: Runtime, run_id: str, cycle: int, n: int):
     chosen = rng.sample(pool, min(n, len(pool)))
     if rt.settings.loop.self_propose and hasattr(rt.suite, "propose_variation"):
         # Verifiable variations of tasks solved earlier: marked self-proposed, train split only.
-        solved = [t for t in chosen if rt.store.episodes(task_id=t.id, verdict="pass")]
+        # A rationalised episode passed only because the reference was in its request: the
+        # model has not solved that task, so it is no parent for a variation.
+        solved = [t for t in chosen if any(ep.source != RATIONALISED_SOURCE for ep in
+                                           rt.store.episodes(task_id=t.id, verdict="pass"))]
         for parent in solved[: max(1, n // 4)]:
             variant = rt.suite.propose_variation(parent, rng)
             if variant is not None and variant.split == "train":
