@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.errors import OutputParseError
+from agent import directives, provenance
 from agent.prompts import fence
 
 VOTE_SAMPLES = 5
@@ -146,6 +147,7 @@ MAX_FAILURES_SHOWN = 3
 MIN_INSTRUCTION_WORDS = 5
 INSTRUCTION_HEADER = "Additional instruction:"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_FENCE_TAG = re.compile(r"<\s*/?\s*data\b[^>]*>?", re.IGNORECASE)
 
 
 def reflect_messages(spec, failures: Sequence[Failure]) -> list[dict]:
@@ -163,10 +165,20 @@ def reflect_messages(spec, failures: Sequence[Failure]) -> list[dict]:
 
 
 def clean_instruction(text: str) -> str | None:
-    """One line of plain text, or None when too short to be an instruction."""
-    text = _CONTROL.sub(" ", str(text)).replace("</data>", "").strip()
+    """One line of plain text, or None when it cannot be a general instruction.
+
+    A promoted instruction becomes part of the trusted system prompt, and the failures it was
+    written from may hold web text. So it may not carry what an injected page would want there:
+    a fence tag in any spelling is removed; an address (which agent/provenance.py would then
+    trust) or a directive the memory filter withholds (a fixed answer, "ignore the question", a
+    chat role) refuses the instruction outright."""
+    text = _FENCE_TAG.sub(" ", _CONTROL.sub(" ", str(text))).strip()
     text = " ".join(text.split())[:300]
-    return text if len(text.split()) >= MIN_INSTRUCTION_WORDS else None
+    if len(text.split()) < MIN_INSTRUCTION_WORDS:
+        return None
+    if provenance.trusted_origins(text) or directives.reasons(text, memory=True):
+        return None
+    return text
 
 
 def with_instruction(spec, instruction: str):
