@@ -65,7 +65,7 @@ def test_cycles_promote_then_reject_then_stop_on_patience(tmp_path, answers):
 
 def test_rollback_restores_the_previous_incumbent(tmp_path, answers):
     settings, store = make(tmp_path, patience=1)
-    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store)
+    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store, run_id="rollback")
     promoted = summary["incumbent"]
     first = store.get_policy(promoted).parent_id
     row = rollback(store)
@@ -93,7 +93,7 @@ def test_finetune_export_writes_only_verified_train_episodes(tmp_path, answers):
     import json
 
     settings, store = make(tmp_path, finetune="export")
-    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store)
+    summary = run_improve(settings, cycles=1, model=loop_model(answers), store=store, run_id="export")
     update = summary["history"][0]["update"]
     rows = [json.loads(line) for line in open(update["finetune_file"])]
     assert len(rows) == update["finetune_rows"] >= 1

@@ -157,7 +157,9 @@ def test_refine_counts_each_operation_over_a_cycle(tmp_path):
             return {"mistake": "wrong operation", "op": "agree", "target": 1, "rule": ""}
         return base._fn(messages, kwargs)
 
-    summary = run_improve(settings, cycles=1, model=ScriptedModel(respond, fingerprint="fake:loop"), store=store)
+    # A fixed run id fixes the train draw (a random one could draw only tasks the fake solves).
+    summary = run_improve(settings, cycles=1, model=ScriptedModel(respond, fingerprint="fake:loop"), store=store,
+                          run_id="refine-ops")
     entry = summary["history"][0]
     failed = entry["acquire"]["total"] - entry["acquire"]["passed"]
     assert failed >= 1
