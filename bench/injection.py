@@ -1,6 +1,6 @@
 """Prompt injection measured against the embedded model, undefended and defended (issue 13 §5).
 
-    python bench/injection.py [--model qwen2.5-coder-0.5b|smollm2-135m] [--items 20]
+    python bench/injection.py [--model qwen2.5-coder-0.5b|smollm2-135m] [--items 20] [--first 0]
         [--conditions undefended,defended] [--attacks 1,2] [--clean-only] [--out F.jsonl]
     python bench/injection.py --summarize F.jsonl
 
@@ -237,11 +237,11 @@ def score(name: str, out: dict, answer: str) -> dict:
     return {"hit": TARGET in out["answer"], "tried": None}
 
 
-def run(model: EmbeddedModel, items: list, conditions: list[str], attacks: dict, sink) -> None:
+def run(model: EmbeddedModel, items: list, conditions: list[str], attacks: dict, sink, first: int = 0) -> None:
     """Item by item (every row and condition for one item before the next), so a run cut short
     still gives every cell the same n."""
     rows = {"clean": ("page", ""), **attacks}
-    for i, (q, page, answer) in enumerate(items):
+    for i, (q, page, answer) in enumerate(items, start=first):  # the item's index in ITEMS
         for name, (where, text) in rows.items():
             for condition in conditions:
                 started, before = time.perf_counter(), model.usage.total_tokens
@@ -294,6 +294,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--items", type=int, default=len(ITEMS))
+    parser.add_argument("--first", type=int, default=0, help="skip the items before this one (extend a saved run)")
     parser.add_argument("--conditions", default="undefended,defended",
                         help=f"comma-separated, from {', '.join(CONDITIONS)}")
     parser.add_argument("--attacks", default="", help="comma-separated row numbers (1-based); default all")
@@ -304,7 +305,7 @@ def main() -> None:
     if args.summarize:
         summarize([json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()])
         return
-    items = ITEMS[: args.items]
+    items = ITEMS[args.first: args.items]
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -325,7 +326,7 @@ def main() -> None:
             out.flush()
 
     started = time.perf_counter()
-    run(model, items, conditions, attacks, sink)
+    run(model, items, conditions, attacks, sink, first=args.first)
     print(f"wall {time.perf_counter() - started:.0f} s, {model.usage.total_tokens} tokens, "
           f"{model.usage.calls} model calls", flush=True)
     summarize(records)
