@@ -100,10 +100,10 @@ class LoopSettings(BaseModel):
     # many further dev items it was not chosen on (agent/loop/evaluate.py `_confirm`).
     confirm_size: int = Field(default=0, ge=0)
     # Which proposers fill the candidate slots, in order (names in agent/loop/proposers.py).
-    proposers: tuple[Literal["context", "program", "program_with_reasoning", "vote", "program_vote", "reason",
-                             "tools", "instruction"], ...] = ("context", "program", "program_vote",
-                                                                "program_with_reasoning", "vote", "reason",
-                                                                "tools", "instruction")
+    proposers: tuple[Literal["context", "mixed_vote", "program", "program_with_reasoning", "vote", "program_vote",
+                             "reason", "tools", "instruction"], ...] = (
+        "context", "mixed_vote", "program", "program_vote", "program_with_reasoning", "vote", "reason",
+        "tools", "instruction")
     # In-weight update: "off"; "export" writes verified train episodes as chat fine-tuning
     # JSONL at each update; "openai" also submits a fine-tuning job to the configured
     # OpenAI-compatible endpoint, waits for it, and puts the new model id in the candidate;

@@ -24,8 +24,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-MODES = ("act", "reason", "program", "program+reason")
-Mode = Literal["act", "reason", "program", "program+reason"]
+MODES = ("act", "reason", "program", "program+reason", "mixed")
+Mode = Literal["act", "reason", "program", "program+reason", "mixed"]
 
 
 class PolicySpec(BaseModel):
@@ -34,8 +34,9 @@ class PolicySpec(BaseModel):
     Strategy genes (agent/strategies.py runs them): `mode` is how a question is solved
     ("act": think, then JSON actions with tools; "reason": free text, answer extracted;
     "program": the model writes a Python program, the sandbox runs it, the printed value is the
-    answer; "program+reason": reasoning when the program fails or prints nothing); `samples`
-    answers at `temperature` are majority-voted; `instructions` is extra text for the prompt.
+    answer; "program+reason": reasoning when the program fails or prints nothing; "mixed":
+    greedy reasoning and a greedy program, and when they disagree `samples - 2` more of both
+    at `temperature`, all voted together); `samples` answers at `temperature` are majority-voted; `instructions` is extra text for the prompt.
     Code tasks are always solved by writing the function (their kind decides, not the mode).
     """
 

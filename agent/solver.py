@@ -293,7 +293,7 @@ class Solver:
                                 on_event=emit)
 
     def _sandbox(self, policy: PolicySpec, kind: str):
-        if kind != "code" and not policy.mode.startswith("program"):
+        if kind != "code" and policy.mode not in ("program", "program+reason", "mixed"):
             return self.sandbox if hasattr(self.sandbox, "run") else None
         if self.sandbox is None:
             from tools.sandbox import Sandbox

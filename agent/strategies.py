@@ -5,6 +5,8 @@
   line is the answer; an error or no output goes back to the model for `repairs` turns (1);
 - "program+reason": the program, and reasoning when it still gives no answer;
 - "act": the think-then-act tool graph of agent/solver.py;
+- "mixed": greedy reasoning and a greedy program; their answer when they agree, otherwise more
+  samples of both at the temperature and one vote over all (see `_mixed`);
 - code tasks (kind "code", from any suite or task file) are solved by writing the function,
   whatever the mode: candidates are checked on the examples their prompt shows.
 
@@ -65,29 +67,35 @@ class _Calls:
         self.usage = Usage()
         # The solver's event hook (the chat shows these as they happen).
         self.emit = on_event or (lambda kind, data: None)
-        self._first: tuple[list[dict[str, Any]], int] | None = None
-        self._first_texts: dict[int, str] = {}
+        # Samples decoded greedily whatever the policy's temperature (mixed mode's first pair).
+        self.greedy: set[int] = set()
+        self._firsts: dict[str, dict[int, str]] = {}
 
-    def sample_first_turns(self, messages: list[dict[str, Any]], max_tokens: int, k: int) -> None:
-        """The k samples' shared first turn in one complete_many call; each sample's first call
-        with these messages then takes its text instead of calling the model."""
-        outs = complete_many(self.model, messages, k, max_tokens=max_tokens,
-                             temperature=self.temperature, seed=self._seed(0))
+    @staticmethod
+    def _key(messages: list[dict[str, Any]], max_tokens: int) -> str:
+        return json.dumps([messages, max_tokens], sort_keys=True)
+
+    def sample_first_turns(self, messages: list[dict[str, Any]], max_tokens: int,
+                           samples: Sequence[int]) -> None:
+        """The first turns of `samples` (sample indices) in one complete_many call; each of those
+        samples' first call with these messages then takes its text instead of calling the model."""
+        outs = complete_many(self.model, messages, len(samples), max_tokens=max_tokens,
+                             temperature=self.temperature, seed=self._seed(samples[0]))
         for out in outs:
             self.usage.add(out.usage)
-        self._first = ([dict(m) for m in messages], max_tokens)
-        self._first_texts = {i: out.text for i, out in enumerate(outs)}
+        self._firsts[self._key(messages, max_tokens)] = {s: out.text for s, out in zip(samples, outs)}
 
     def _seed(self, sample: int) -> int | None:
         # A sampled run gets its own seed per sample, so k samples differ and reruns repeat.
-        return sample + 1 if self.temperature > 0 else None
+        return sample + 1 if self.temperature > 0 and sample not in self.greedy else None
 
     def __call__(self, messages: list[dict[str, Any]], max_tokens: int, sample: int) -> str:
-        if sample in self._first_texts and self._first == (messages, max_tokens):
-            return self._first_texts.pop(sample)
-        seed = self._seed(sample)
-        out = self.model.complete(messages, max_tokens=max_tokens, temperature=self.temperature,
-                                  seed=seed)
+        batched = self._firsts.get(self._key(messages, max_tokens), {})
+        if sample in batched:
+            return batched.pop(sample)
+        temperature = 0.0 if sample in self.greedy else self.temperature
+        out = self.model.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                  seed=self._seed(sample))
         self.usage.add(out.usage)
         return out.text
 
@@ -281,6 +289,40 @@ def _code(calls: _Calls, system: str, question: str, entry_point: str, sample: i
     return best
 
 
+# ---------------------------------------------------------------- mixed: reasoning and programs
+
+def _mixed(calls: _Calls, systems: dict[str, str], question: str, sandbox: SandboxLike,
+           spec: PolicySpec) -> tuple[list[Attempt], list[str]]:
+    """Greedy reasoning and a greedy program first. When their answers agree, that is the
+    answer (two independent ways of solving rarely agree on a wrong number); otherwise
+    `samples - 2` more at the temperature, half reasoning and half programs, and one majority vote
+    over all of them (adaptive consistency: the extra samples are spent only on doubtful items).
+    Returns the attempts and each one's kind."""
+    calls.greedy = {0, 1}
+    attempts = [_reason(calls, systems["reason"], question, 0),
+                _program(calls, systems["program"], question, 1, sandbox, spec.repairs)]
+    kinds = ["reason", "program"]
+    first, second = (a.answer for a in attempts)
+    if spec.temperature <= 0 or spec.samples <= 2 or (
+            first and second and answer_key(first) == answer_key(second)):
+        return attempts, kinds
+    # Half reasoning (the odd one out, if any, too), half programs; contiguous sample numbers
+    # keep every sample's seed distinct across the two batches.
+    extra = spec.samples - 2
+    reasons = list(range(2, 2 + (extra + 1) // 2))
+    programs = list(range(2 + len(reasons), spec.samples))
+    kinds += ["reason"] * len(reasons) + ["program"] * len(programs)
+    if len(reasons) > 1:
+        calls.sample_first_turns(_reason_messages(systems["reason"], question), REASON_MAX_TOKENS, reasons)
+    if len(programs) > 1:
+        calls.sample_first_turns(_program_messages(systems["program"], question), PROGRAM_MAX_TOKENS,
+                                 programs)
+    for i in range(2, spec.samples):
+        attempts.append(_reason(calls, systems["reason"], question, i) if kinds[i] == "reason"
+                        else _program(calls, systems["program"], question, i, sandbox, spec.repairs))
+    return attempts, kinds
+
+
 # ---------------------------------------------------------------- entry point
 
 def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *,
@@ -290,24 +332,32 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
     except a single-sample "act" on a non-code task."""
     calls = _Calls(model, spec.temperature, on_event)
     code_task = kind == "code"
-    base = prompts.CODE_SYSTEM if code_task else (
-        spec.system_prompt if spec.mode in ("reason", "act") else prompts.PROGRAM_SYSTEM)
-    system = prompts.strategy_system(base, spec, insights=context.insights,
-                                     exemplars=context.exemplars, skills=context.skills)
-    trajectory: list[Step] = [Prompt(system=system, question=question)]
-    if not code_task and spec.mode in ("program", "program+reason") and sandbox is None:
+    if not code_task and spec.mode in ("program", "program+reason", "mixed") and sandbox is None:
         raise ValueError(f"mode {spec.mode!r} runs programs: the solver needs a sandbox")
+
+    def system_for(base: str) -> str:
+        return prompts.strategy_system(base, spec, insights=context.insights,
+                                       exemplars=context.exemplars, skills=context.skills)
+
+    systems = {"code": system_for(prompts.CODE_SYSTEM)} if code_task else {
+        "reason": system_for(spec.system_prompt), "program": system_for(prompts.PROGRAM_SYSTEM)}
+    kind_of = "code" if code_task else "reason" if spec.mode in ("reason", "act") else "program"
+    system = systems[kind_of]
     attempts: list[Attempt] = []
+    kinds: list[str] = []
     act_steps = 0
     samples = spec.samples if spec.temperature > 0 else 1
-    if samples > 1 and (code_task or spec.mode != "act"):  # act runs its own graph per sample
+    if spec.mode == "mixed" and not code_task:
+        attempts, kinds = _mixed(calls, systems, question, sandbox, spec)
+        samples = 0  # the loop below has nothing left to draw
+    elif samples > 1 and (code_task or spec.mode != "act"):  # act runs its own graph per sample
         if code_task:
             first = _code_messages(system, question, entry_point), CODE_MAX_TOKENS
         elif spec.mode == "reason":
             first = _reason_messages(system, question), REASON_MAX_TOKENS
         else:
             first = _program_messages(system, question), PROGRAM_MAX_TOKENS
-        calls.sample_first_turns(*first, samples)
+        calls.sample_first_turns(*first, range(samples))
     for i in range(samples):
         if code_task:
             attempt = _code(calls, system, question, entry_point, i, sandbox, spec.repairs)
@@ -322,9 +372,7 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
         else:
             attempt = _program(calls, system, question, i, sandbox, spec.repairs)
             if not attempt.answer and spec.mode == "program+reason":
-                fallback = _reason(calls, prompts.strategy_system(
-                    spec.system_prompt, spec, insights=context.insights,
-                    exemplars=context.exemplars, skills=context.skills), question, i)
+                fallback = _reason(calls, systems["reason"], question, i)
                 attempt = Attempt(fallback.answer, attempt.steps + fallback.steps, fallback.error)
         attempts.append(attempt)
     if code_task:
@@ -332,9 +380,11 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
     else:
         chosen = majority([a.answer for a in attempts])
     winner = attempts[chosen]
-    # Only the chosen sample's steps are kept: one coherent solution for every reader.
-    trajectory += winner.steps
-    if samples > 1:
+    # Only the chosen sample's steps are kept, under the system message that sample was sent:
+    # one coherent solution for every reader (and a training row in the turns it was made in).
+    system = systems[kinds[chosen]] if kinds else system
+    trajectory: list[Step] = [Prompt(system=system, question=question), *winner.steps]
+    if len(attempts) > 1:
         trajectory.append(Vote(answers=[a.answer[:200] for a in attempts], chosen=chosen))
     calls.emit("final", {"answer": winner.answer})
     if not any(isinstance(s, Action) and s.action == FINAL for s in winner.steps):

@@ -2,7 +2,7 @@
 
     python bench/strategies.py [--suite gsm8k] [--n 40] [--seed 0] [--threads 1]
                                [--model qwen2.5-coder-0.5b] [--tasks FILE.jsonl] [--out FILE.jsonl]
-                               [--only act,reason,...]
+                               [--only act,reason,...] [--skip K]
 
 Runs the policies below on the same seeded dev items with the real model and the real sandbox,
 no store and no memory (strategy alone), item by item (every policy on item 1, then item 2 ...)
@@ -60,6 +60,8 @@ POLICIES: dict[str, PolicySpec] = {
     "program": PolicySpec(mode="program", tools=()),
     "program+reason": PolicySpec(mode="program+reason", tools=()),
     "program-k5-t0.7": PolicySpec(mode="program", tools=(), samples=5, temperature=0.7),
+    # Greedy reasoning and a greedy program; on disagreement 2 more of each at T 0.7, one vote.
+    "mixed-k6-t0.7": PolicySpec(mode="mixed", tools=(), samples=6, temperature=0.7),
     # The bare model of `evolve eval --baseline`; differs from "reason" only on code tasks
     # (no repair turn), so a code run compares it with "act" (the initial policy).
     "baseline": BASELINE_SPEC,
@@ -72,6 +74,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=Path, default=None)
     ap.add_argument("--split", default="dev")
     ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--skip", type=int, default=0,
+                    help="leave out the first SKIP of the n seeded items (a fresh slice after a run)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
@@ -83,13 +87,13 @@ def main() -> None:
     if args.report_only:
         suite = get_suite("file" if args.tasks else args.suite, tasks_file=args.tasks)
         rows = [json.loads(line) for line in args.out.read_text().splitlines()]
-        report(suite.load(args.split, limit=args.n, seed=args.seed), names,
+        report(suite.load(args.split, limit=args.n, seed=args.seed)[args.skip:], names,
                {(r["policy"], r["task"]): r for r in rows})
         return
 
     settings = load_settings(model={"model": args.model, "n_threads": args.threads})
     suite = get_suite("file" if args.tasks else args.suite, tasks_file=args.tasks)
-    items = suite.load(args.split, limit=args.n, seed=args.seed)
+    items = suite.load(args.split, limit=args.n, seed=args.seed)[args.skip:]
     model = Memo(make_model(settings))
     sandbox = Sandbox(settings.sandbox)
     tools = default_tools(settings)

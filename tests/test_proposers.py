@@ -44,6 +44,7 @@ def test_context_is_the_in_context_update():
     (P.vote, {"samples", "temperature"}, {"samples": 5, "temperature": 0.7}),
     (P.program_vote, {"mode", "samples", "temperature"}, {"mode": "program", "samples": 5, "temperature": 0.7}),
     (P.reason, {"mode"}, {"mode": "reason"}),
+    (P.mixed_vote, {"mode", "samples", "temperature"}, {"mode": "mixed", "samples": 6, "temperature": 0.7}),
     (P.tools, {"tools"}, {"tools": ("calculator", "python")}),
 ])
 def test_strategy_proposers_change_one_gene(proposer, changed, value):
@@ -66,6 +67,7 @@ def test_program_modes_are_not_proposed_for_code_tasks():
     code = P.Experience(task_kind="code", tools_available=TOOLS)
     assert P.program(GeneSpec(), code) is None and P.program_with_reasoning(GeneSpec(), code) is None
     assert P.reason(GeneSpec(), code) is None and P.program_vote(GeneSpec(), code) is None
+    assert P.mixed_vote(GeneSpec(), code) is None
 
 
 def test_program_vote_adds_voting_to_a_single_program_policy():
@@ -152,16 +154,16 @@ def test_propose_takes_k_distinct_lazily_and_skips_rejected():
     exp = P.Experience(has_exemplars=True, memory_snapshot=4, tools_available=TOOLS, failures=(FAIL,))
     spec = GeneSpec()
     out = P.propose(spec, exp, P.default_proposers(model), k=3)
-    assert [name for name, _ in out] == ["context", "program", "program_vote"]
+    assert [name for name, _ in out] == ["context", "mixed_vote", "program"]
     assert model.calls == []  # the model-backed proposer was not needed
     everything = P.propose(spec, exp, P.default_proposers(model), k=10)
-    assert [n for n, _ in everything] == ["context", "program", "program_vote", "program_with_reasoning", "vote",
-                                          "reason", "tools", "instruction"]
-    assert len({s.digest() for _, s in everything}) == 8
+    assert [n for n, _ in everything] == ["context", "mixed_vote", "program", "program_vote",
+                                          "program_with_reasoning", "vote", "reason", "tools", "instruction"]
+    assert len({s.digest() for _, s in everything}) == 9
     skip = frozenset(s.digest() for n, s in everything if n in ("program", "vote"))
     again = P.propose(spec, exp, P.default_proposers(model), k=10, skip_digests=skip)
-    assert [n for n, _ in again] == ["context", "program_vote", "program_with_reasoning", "reason", "tools",
-                                     "instruction"]
+    assert [n for n, _ in again] == ["context", "mixed_vote", "program_vote", "program_with_reasoning", "reason",
+                                     "tools", "instruction"]
 
 
 def test_the_proposer_list_is_a_setting_checked_by_name():

@@ -44,14 +44,18 @@ def inference_messages(trajectory: Trajectory, spec: PolicySpec, tools: Sequence
             return None
         chosen = [t for t in tools if t.name in spec.tools]
         return _act_row(head + [{"role": "user", "content": prompt.question}], steps, spec, chosen)
-    if spec.mode == "reason":
-        thoughts = [s for s in steps if isinstance(s, Thought)]
+    thoughts = [s for s in steps if isinstance(s, Thought)]
+    # A mixed policy keeps the winning sample's steps under its own system message: reasoning
+    # (one thought, no program) or a program.
+    reasoned = spec.mode == "mixed" and thoughts and not any(isinstance(s, Action) and s.action == "python"
+                                                             for s in steps)
+    if spec.mode == "reason" or reasoned:
         if len(thoughts) != 1 or not thoughts[0].text.strip():
             return None
         return head + [{"role": "user", "content": prompt.question},
                        {"role": "assistant", "content": thoughts[0].text}]
-    # program, program+reason: the answer must have come from a program.
-    if any(isinstance(s, Thought) for s in steps):
+    # program, program+reason, mixed: the answer must have come from a program.
+    if thoughts:
         return None
     return _program_row(head, prompts.program_request(prompt.question), steps)
 
