@@ -70,13 +70,17 @@ _SENTENCE = [
 _SPLIT = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
 
+def _rows(memory: bool) -> list[tuple[str, re.Pattern]]:
+    # The rows that apply: all of them to web pages, to memories only those flagged (see above).
+    return [(name, rx) for name, in_memories, rx in _SENTENCE if in_memories or not memory]
+
+
 def reasons(sentence: str, *, memory: bool = False) -> list[str]:
     """The names of the patterns a sentence (or line) matches; empty when it is plain data."""
     found = [name for name, rx in _ANY_LINE if rx.search(sentence)]
     if _ROLE_LINE.search(sentence):
         found.append("a chat role")
-    found += [name for name, in_memories, rx in _SENTENCE if (in_memories or not memory) and rx.search(sentence)]
-    return found
+    return found + [name for name, rx in _rows(memory) if rx.search(sentence)]
 
 
 def _line(line: str, rows: list[re.Pattern]) -> tuple[str, int]:
@@ -98,7 +102,7 @@ def withhold(text: str, *, memory: bool = False) -> tuple[str, int]:
     """`text` with every sentence addressed to the assistant replaced by WITHHELD, and how
     many sentences (or whole lines) were withheld; `memory` uses only the rows that suit a
     lesson or a worked example. Other text is returned byte for byte."""
-    rows = [rx for _, in_memories, rx in _SENTENCE if in_memories or not memory]
+    rows = [rx for _, rx in _rows(memory)]
     lines, cut = [], 0
     for line in text.split("\n"):
         kept, n = _line(line, rows) if line.strip() else (line, 0)
