@@ -72,13 +72,24 @@ def plain(text: str) -> str:
 
 
 class Bars:
-    """Rich progress bars fed by the loop's (phase, done, total) callback."""
+    """Rich progress bars fed by the loop's (phase, done, total) callback. Where stderr is not a
+    terminal (a log file, nohup, a service) rich draws nothing until the end, so each step is one
+    plain line instead: a long run on a slow model shows that it is alive and how far it got."""
 
-    def __init__(self, progress) -> None:
+    def __init__(self, progress, clock=None) -> None:
+        import time
+
         self.progress = progress
         self.tasks: dict[str, int] = {}
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
+        self.lines = not progress.console.is_terminal
 
     def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.lines:
+            self.progress.console.print(f"{plain(phase)} {done}/{total} ({self.clock() - self.started:.0f} s)",
+                                        markup=False, highlight=False)
+            return
         if phase not in self.tasks:
             self.tasks[phase] = self.progress.add_task(phase, total=total)
         self.progress.update(self.tasks[phase], completed=done, total=total)
