@@ -76,3 +76,51 @@ def test_cli_refuses_an_open_bind_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "EVOLVE_MODEL__API_KEY" in proc.stderr
+
+
+def _smollm_adapter(settings, arch=None):
+    import numpy as np
+
+    lg = pytest.importorskip("agent.model.lora_gguf")
+    from agent.model.local_model import resolve_weights
+
+    base_path, _ = resolve_weights(settings.model, settings.models_dir)
+    base = lg.read_base_info(base_path)
+    out, inp = base.shapes["blk.0.attn_q.weight"]
+    rng = np.random.default_rng(0)
+    pair = (rng.normal(size=(2, inp)).astype(np.float32), rng.normal(size=(out, 2)).astype(np.float32))
+    return lg.LoraAdapter(arch=arch or base.arch, alpha=16.0, pairs={"blk.0.attn_q.weight": pair})
+
+
+# --lora: what is served must be an adapter for this base (llama.cpp segfaults on a misfit).
+def test_an_adapter_file_is_checked_against_the_base(tmp_path):
+    pytest.importorskip("gguf")
+    from agent.model import lora_gguf as lg
+
+    settings = _settings(tmp_path)
+    good = lg.write_adapter(_smollm_adapter(settings), tmp_path / "good.gguf")
+    assert server_plan(settings, host="127.0.0.1", port=1, lora=str(good))["lora"] == str(good)
+    other = lg.write_adapter(_smollm_adapter(settings, arch="qwen2"), tmp_path / "other.gguf")
+    with pytest.raises(ConfigError, match=r"--lora .*other.gguf does not fit"):
+        server_plan(settings, host="127.0.0.1", port=1, lora=str(other))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all" * 10)
+    with pytest.raises(ConfigError, match="does not fit"):
+        server_plan(settings, host="127.0.0.1", port=1, lora=str(junk))
+
+
+def test_a_stored_adapter_is_served_by_reference_and_hash_checked(tmp_path):
+    pytest.importorskip("gguf")
+    from agent.errors import IntegrityError
+    from agent.model import adapters
+
+    settings = _settings(tmp_path)
+    ref = adapters.save_adapter(settings.home, _smollm_adapter(settings), {"example_ids": ["a"]})
+    plan = server_plan(settings, host="127.0.0.1", port=1, lora=ref)
+    assert plan["lora"] == str(adapters.adapters_dir(settings.home) / f"{ref[len('sha256:'):]}.gguf")
+    with open(plan["lora"], "ab") as f:
+        f.write(b"\0")  # tampered after it was stored
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        server_plan(settings, host="127.0.0.1", port=1, lora=ref)
+    with pytest.raises(ConfigError, match="not in"):
+        server_plan(settings, host="127.0.0.1", port=1, lora="sha256:" + "0" * 64)

@@ -35,7 +35,25 @@ def alias_for(settings: Settings) -> str:
     return name if name in PRESETS else Path(name).expanduser().stem
 
 
-def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[Path]) -> dict:
+def _adapter(settings: Settings, lora: Optional[str | Path], base: Path) -> Optional[Path]:
+    """The adapter to serve: a stored one by reference (`sha256:<hex>`, hash-verified) or a file,
+    either way checked against the base first: llama.cpp crashes on an adapter made for another
+    model instead of refusing it (agent/model/adapters.py)."""
+    from agent.model import adapters
+
+    if lora is None:
+        return None
+    if str(lora).startswith("sha256:"):
+        return adapters.adapter_for_base(settings.home, str(lora), base)
+    file = Path(lora).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"--lora {lora}: no such adapter file; give a GGUF LoRA file or a stored "
+                          f"adapter as sha256:<hex> (see `evolve policy show`)")
+    return adapters.check_fits_base(file, base, name=f"--lora {lora}",
+                                    fix="give an adapter trained for this model")
+
+
+def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[str | Path]) -> dict:
     """Everything `serve` hands llama-cpp-python's server, after checking it (no model loaded)."""
     from agent.model import local_model
 
@@ -46,9 +64,8 @@ def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[Path
     if not _is_loopback(host) and not key:
         raise ConfigError(f"--host {host} exposes the model beyond this machine; set EVOLVE_MODEL__API_KEY "
                           f"so clients must present it, or serve on 127.0.0.1")
-    if lora is not None and not lora.is_file():
-        raise ConfigError(f"--lora {lora}: no such adapter file")
     path, sha = local_model.resolve_weights(settings.model, settings.models_dir)  # hash-checked
+    lora = _adapter(settings, lora, path)
     threads = local_model.choose_threads(settings.model.n_threads)
     return {
         "model": str(path), "sha256": sha, "alias": alias_for(settings), "host": host, "port": port,
@@ -87,7 +104,8 @@ def run_server(plan: dict) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Listen address; anything but loopback needs EVOLVE_MODEL__API_KEY."),
     port: int = typer.Option(8011, help="Listen port."),
-    lora: Optional[Path] = typer.Option(None, "--lora", help="A GGUF LoRA adapter to apply."),
+    lora: Optional[str] = typer.Option(None, "--lora", help="A GGUF LoRA adapter file, or a stored adapter "
+                                                             "as sha256:<hex>, to apply."),
 ) -> None:
     """Serve the configured embedded model (verified weights) as an OpenAI-compatible endpoint."""
     settings = load_settings()

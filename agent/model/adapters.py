@@ -256,17 +256,22 @@ def adapter_for_base(home: Path, ref: str, base_gguf: Path) -> Path:
     was the "successive adapter loads" crash). So the architecture, tensor names and shapes are
     checked here, and a misfit is one line naming the adapter, not a dead process.
     """
+    return check_fits_base(resolve_adapter(home, ref), base_gguf, name=ref)
+
+
+def check_fits_base(path: Path, base_gguf: Path, *, name: str,
+                    fix: str = "train one for this model or roll the policy back") -> Path:
+    """`path` if it is a LoRA adapter GGUF made for `base_gguf` (see adapter_for_base); a
+    ConfigError naming `name` and `fix` otherwise."""
     from agent.model import lora_gguf
     from agent.model.train import ENABLE_HINT
 
-    path = resolve_adapter(home, ref)
     try:
         lora_gguf.check_fits(lora_gguf.read_adapter(path), lora_gguf.read_base_info(base_gguf))
     except ImportError as exc:
         raise ConfigError(f"applying a LoRA adapter checks it with the gguf package; {ENABLE_HINT}") from exc
-    except lora_gguf.LoraFormatError as exc:
-        raise ConfigError(f"adapter {ref} does not fit {Path(base_gguf).name}: {exc}; "
-                          "train one for this model or roll the policy back") from exc
+    except (lora_gguf.LoraFormatError, ValueError, OSError) as exc:
+        raise ConfigError(f"adapter {name} does not fit {Path(base_gguf).name}: {exc}; {fix}") from exc
     return path
 
 
