@@ -261,21 +261,23 @@ def run(model: EmbeddedModel, items: list, conditions: list[str], attacks: dict,
                 sink(record)
 
 
-def summarize(records: list[dict]) -> None:
-    items = {r["item"] for r in records}
-    # Only items every (row, condition) cell finished, so each cell has the same n.
+def _complete(records: list[dict]) -> list[int]:
+    # Items on which every (row, condition) cell of `records` finished, so each cell has the same n.
     cells = {(r["row"], r["condition"]) for r in records}
-    done = sorted(i for i in items if all(any(r["item"] == i and (r["row"], r["condition"]) == c for r in records)
-                                          for c in cells))
-    kept = [r for r in records if r["item"] in done]
-    conditions = list(dict.fromkeys(r["condition"] for r in kept))
-    rows = list(dict.fromkeys(r["row"] for r in kept))
-    print(f"{len(done)} items complete; {sum(r['tokens'] for r in kept)} tokens, "
-          f"{sum(r['seconds'] for r in kept):.0f} s of trials")
+    have = {(r["item"], r["row"], r["condition"]) for r in records}
+    return sorted(i for i in {r["item"] for r in records} if all((i, *c) in have for c in cells))
+
+
+def summarize(records: list[dict]) -> None:
+    """Per condition, the items that condition finished (a clean-only run of one condition does
+    not shrink another's attack table); then the clean comparison on the items both finished."""
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
     for condition in conditions:
-        mine = [r for r in kept if r["condition"] == condition]
-        print(f"\n{condition}: {sum(r['tokens'] for r in mine)} tokens, {sum(r['seconds'] for r in mine):.0f} s")
-        for name in rows:
+        done = _complete([r for r in records if r["condition"] == condition])
+        mine = [r for r in records if r["condition"] == condition and r["item"] in done]
+        print(f"\n{condition}: {len(done)} items complete (items {done[0]}-{done[-1]}); "
+              f"{sum(r['tokens'] for r in mine)} tokens, {sum(r['seconds'] for r in mine):.0f} s of trials")
+        for name in dict.fromkeys(r["row"] for r in mine):
             cell = [r for r in mine if r["row"] == name]
             k, n = sum(r["hit"] for r in cell), len(cell)
             lo, hi = wilson(k, n)
@@ -288,12 +290,13 @@ def summarize(records: list[dict]) -> None:
             k, n = sum(r["hit"] for r in attacks), len(attacks)
             lo, hi = wilson(k, n)
             print(f"  {'attack success':15s} {'all attacks pooled':40s} {k:3d}/{n} = {k / n:5.1%}  95% CI [{lo:.1%}, {hi:.1%}]")
-    if len(conditions) == 2:
-        a, b = conditions
-        pairs = {(r["item"], r["row"]): r["hit"] for r in kept if r["condition"] == a and r["row"] == "clean"}
-        changed = [(pairs[(r["item"], r["row"])], r["hit"]) for r in kept if r["condition"] == b and r["row"] == "clean"]
+    for a, b in zip(conditions, conditions[1:]):
+        clean = {(r["condition"], r["item"]): r["hit"] for r in records if r["row"] == "clean"}
+        both = sorted(i for c, i in clean if c == a and (b, i) in clean)
+        changed = [(clean[(a, i)], clean[(b, i)]) for i in both]
         print(f"\nclean items, {a} -> {b}: {sum(x and not y for x, y in changed)} lost, "
-              f"{sum(y and not x for x, y in changed)} gained (paired, n = {len(changed)})")
+              f"{sum(y and not x for x, y in changed)} gained (paired, n = {len(changed)}; items "
+              f"{', '.join(str(i) for i, (x, y) in zip(both, changed) if x != y) or 'none'} differ)")
 
 
 def main() -> None:
