@@ -89,3 +89,15 @@ def test_a_loop_summary_prints_with_its_explanation(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Cycle 1: the agent solved" in text and ("Promoted" in text or "Rejected" in text)
     assert "stopped: completed 1 cycle(s)" in text
+
+
+def test_the_summary_says_what_the_candidate_changes_for_every_proposer():
+    from agent.loop.proposers import NAMES
+    from agent.surfaces.explain import WHAT_CHANGED, explain_cycle
+
+    assert set(NAMES) | {"finetune", "lora"} <= set(WHAT_CHANGED)
+    upd = {"candidate_id": "p2-x", "candidates": [{"candidate_id": "p2-x", "proposer": "mixed_vote"}]}
+    lines = explain_cycle({"cycle": 1, "update": upd})
+    assert any("p2-x that solves by reasoning and by a program" in line for line in lines)
+    legacy = explain_cycle({"cycle": 1, "update": {"candidate_id": "p2-y"}})  # no proposer recorded
+    assert any("p2-y that shows this experience in its prompts" in line for line in legacy)

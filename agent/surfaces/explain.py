@@ -13,6 +13,22 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+# What each proposer's candidate changes, in the summary's words (agent/loop/proposers.py).
+WHAT_CHANGED = {
+    "context": "shows this experience in its prompts",
+    "mixed_vote": "solves by reasoning and by a program, sampling more of both when they disagree",
+    "program": "solves by writing a program and running it",
+    "program_vote": "writes several programs and takes the majority answer",
+    "program_with_reasoning": "writes a program and falls back to reasoning when it fails",
+    "vote": "samples several answers and takes the majority",
+    "reason": "reasons in plain text without tool actions",
+    "tools": "is offered one more tool",
+    "instruction": "adds an instruction the model wrote from its failed practice tasks",
+    "finetune": "uses a model fine-tuned on its verified practice solutions",
+    "lora": "applies a LoRA adapter trained on its verified practice solutions",
+}
+
+
 def explain_cycle(h: dict[str, Any]) -> list[str]:
     acq = h.get("acquire") or {}
     ref = h.get("refine") or {}
@@ -35,7 +51,9 @@ def explain_cycle(h: dict[str, Any]) -> list[str]:
                        f"({ref.get('feedback_confirmed', 0)} confirmed)")
     lines.append("From that it stored " + (", ".join(learned) if learned else "nothing new") + ".")
     if upd.get("candidate_id"):
-        lines.append(f"It built candidate policy {upd['candidate_id']} that shows this experience in its prompts.")
+        made_by = {c.get("candidate_id"): c.get("proposer") for c in upd.get("candidates") or []}
+        what = WHAT_CHANGED.get(made_by.get(upd["candidate_id"]) or "context", "changes one setting of the incumbent")
+        lines.append(f"It built candidate policy {upd['candidate_id']} that {what}.")
     if not ev:
         lines.append("The candidate was no different from the incumbent, so there was nothing to test.")
         return lines
