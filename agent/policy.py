@@ -26,6 +26,8 @@ DEFAULT_SYSTEM_PROMPT = (
 
 MODES = ("act", "reason", "program", "program+reason", "mixed")
 Mode = Literal["act", "reason", "program", "program+reason", "mixed"]
+# The modes that run the model's programs in the sandbox.
+PROGRAM_MODES = ("program", "program+reason", "mixed")
 
 
 class PolicySpec(BaseModel):

@@ -19,7 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from agent import prompts, provenance
 from agent.errors import OutputParseError
 from agent.model.llm import ChatModel, Usage
-from agent.policy import PolicySpec
+from agent.policy import PROGRAM_MODES, PolicySpec
 from memory.trajectory import Action, Observation, ParseError, Prompt, Settled, Step, Thought, Trajectory
 from tools.base import ToolResult
 
@@ -293,7 +293,7 @@ class Solver:
                                 on_event=emit)
 
     def _sandbox(self, policy: PolicySpec, kind: str):
-        if kind != "code" and policy.mode not in ("program", "program+reason", "mixed"):
+        if kind != "code" and policy.mode not in PROGRAM_MODES:
             return self.sandbox if hasattr(self.sandbox, "run") else None
         if self.sandbox is None:
             from tools.sandbox import Sandbox

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent import prompts
 from agent.model.llm import ChatModel, Usage, complete_many
-from agent.policy import PolicySpec
+from agent.policy import PROGRAM_MODES, PolicySpec
 from agent.solver import FINAL, Context, SolveResult
 from agent.tasks.answers import canonical_number, extract_answer, normalise_text
 from agent.tasks.base import SandboxLike, extract_code
@@ -332,16 +332,15 @@ def solve(model: ChatModel, question: str, spec: PolicySpec, context: Context, *
     except a single-sample "act" on a non-code task."""
     calls = _Calls(model, spec.temperature, on_event)
     code_task = kind == "code"
-    if not code_task and spec.mode in ("program", "program+reason", "mixed") and sandbox is None:
+    if not code_task and spec.mode in PROGRAM_MODES and sandbox is None:
         raise ValueError(f"mode {spec.mode!r} runs programs: the solver needs a sandbox")
-
-    def system_for(base: str) -> str:
-        return prompts.strategy_system(base, spec, insights=context.insights,
-                                       exemplars=context.exemplars, skills=context.skills)
-
-    systems = {"code": system_for(prompts.CODE_SYSTEM)} if code_task else {
-        "reason": system_for(spec.system_prompt), "program": system_for(prompts.PROGRAM_SYSTEM)}
     kind_of = "code" if code_task else "reason" if spec.mode in ("reason", "act") else "program"
+    # Only the system messages this mode sends (each one filters the retrieved memories).
+    needed = ("reason", "program") if spec.mode in ("mixed", "program+reason") and not code_task else (kind_of,)
+    bases = {"code": prompts.CODE_SYSTEM, "reason": spec.system_prompt, "program": prompts.PROGRAM_SYSTEM}
+    systems = {k: prompts.strategy_system(bases[k], spec, insights=context.insights,
+                                          exemplars=context.exemplars, skills=context.skills)
+               for k in needed}
     system = systems[kind_of]
     attempts: list[Attempt] = []
     kinds: list[str] = []
