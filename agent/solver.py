@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,9 @@ from memory.trajectory import Action, Observation, ParseError, Prompt, Settled, 
 from tools.base import ToolResult
 
 FINAL = "final_answer"
+# "The answer is N." (or, where a number is due, a bare "N"): the prompt's template, not an answer.
+_PLACEHOLDER = re.compile(r"\s*(?i:the\s+answer\s+is)\s*:?\s*N\s*\.?\s*")
+_BARE_PLACEHOLDER = re.compile(r"\s*N\s*\.?\s*")
 Event = Callable[[str, dict[str, Any]], None]
 
 
@@ -185,7 +189,7 @@ class Solver:
                                       temperature=opts.temperature)
             tokens += out.usage.total_tokens
             usage = usage + out.usage
-            action = _validate_action(out.parsed, self.tools)
+            action = _validate_action(out.parsed, self.tools, numeric=opts.numeric_answers)
         except OutputParseError as exc:
             raw = exc.raw[:2000]
             trajectory.append(ParseError(error=str(exc), raw=raw))
@@ -335,7 +339,7 @@ def _event(action: Action) -> dict[str, str]:
     return {"thought": action.thought, "action": action.action, "input": action.input}
 
 
-def _validate_action(parsed: Any, tools: dict) -> Action:
+def _validate_action(parsed: Any, tools: dict, *, numeric: bool = False) -> Action:
     if not isinstance(parsed, dict):
         raise OutputParseError("expected a JSON object", raw=json.dumps(parsed))
     action = parsed.get("action")
@@ -345,6 +349,11 @@ def _validate_action(parsed: Any, tools: dict) -> Action:
     value = parsed.get("input", "")
     if not isinstance(value, str):
         value = json.dumps(value)
+    if action == FINAL and (_PLACEHOLDER.fullmatch(value) or (numeric and _BARE_PLACEHOLDER.fullmatch(value))):
+        # The system prompt's own template ("End with: The answer is N."), copied unfilled: the
+        # 0.5B does this on a page that spells its number as a word (bench/injection.py item 19).
+        raise OutputParseError("the final answer is the placeholder N from the instructions; give the "
+                               "value itself", raw=json.dumps(parsed))
     return Action(thought=str(parsed.get("thought", "")), action=action, input=value)
 
 

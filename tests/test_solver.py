@@ -152,3 +152,31 @@ def test_events_go_to_the_sink_of_that_solve():
     result = Solver(model, [calculator]).solve("2+2?", THINK, on_event=lambda k, d: seen.append(k))
     assert seen == ["thought", "action", "observation", "thought", "action", "final"]
     assert isinstance(result.trajectory.steps[1], Thought)
+
+
+@pytest.mark.parametrize("echo", ["The answer is N.", "the answer is N", "The answer is: N", "N", " N. "])
+def test_the_prompts_placeholder_as_final_answer_goes_back_to_the_model(echo):
+    seen = {"acts": 0}
+
+    def step(messages, kwargs):
+        if not allowed(kwargs):
+            return "The page says five."
+        seen["acts"] += 1
+        return {"action": FINAL, "input": echo if seen["acts"] == 1 else "5"}
+
+    result = Solver(ScriptedModel(step), [calculator]).solve("How many?", THINK)
+    assert result.final_answer == "5"
+    assert "placeholder" in result.trajectory.of(ParseError)[0].error
+
+
+@pytest.mark.parametrize("answer", ["n", "Nine", "The answer is 9.", "n = 9", "No"])
+def test_answers_that_only_look_like_the_placeholder_are_kept(answer):
+    model = ScriptedModel(["Done.", {"action": FINAL, "input": answer}])
+    assert Solver(model, [calculator]).solve("Which?", THINK).final_answer == answer
+
+
+def test_a_bare_n_is_an_answer_where_no_number_is_due():
+    # Code tasks (numeric_answers off) may legitimately answer with the name N.
+    from agent.solver import _validate_action
+
+    assert _validate_action({"action": FINAL, "input": "N"}, {}, numeric=False).input == "N"
