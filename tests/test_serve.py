@@ -11,7 +11,7 @@ import pytest
 
 from agent.cli.serve import client_env, server_plan
 from agent.config import ConfigError, Settings
-from agent.model.local_model import PRESETS
+from agent.model.local_model import PRESETS, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,10 +24,12 @@ def _settings(tmp_path, **model) -> Settings:
 
 def test_plan_serves_the_verified_preset_under_its_own_name(tmp_path):
     plan = server_plan(_settings(tmp_path), host="127.0.0.1", port=8011, lora=None)
-    assert plan["alias"] == "smollm2-135m" and plan["sha256"] == PRESETS["smollm2-135m"].sha256
+    sha = PRESETS["smollm2-135m"].sha256
+    # The id clients send names the weights, so their recorded fingerprint does too.
+    assert plan["alias"] == f"smollm2-135m@{sha[:16]}" and plan["sha256"] == sha
     assert plan["api_key"] is None and plan["threads"] >= 1
     assert client_env(plan) == ("EVOLVE_MODEL__BACKEND=openai EVOLVE_MODEL__BASE_URL=http://127.0.0.1:8011/v1 "
-                                "EVOLVE_MODEL__MODEL=smollm2-135m")
+                                f"EVOLVE_MODEL__MODEL=smollm2-135m@{sha[:16]}")
 
 
 @pytest.mark.parametrize(("host", "key", "ok"), [
@@ -99,7 +101,11 @@ def test_an_adapter_file_is_checked_against_the_base(tmp_path):
 
     settings = _settings(tmp_path)
     good = lg.write_adapter(_smollm_adapter(settings), tmp_path / "good.gguf")
-    assert server_plan(settings, host="127.0.0.1", port=1, lora=str(good))["lora"] == str(good)
+    plan = server_plan(settings, host="127.0.0.1", port=1, lora=str(good))
+    assert plan["lora"] == str(good)
+    # Base plus adapter is another model than the base alone, to the clients' fingerprints too.
+    bare = server_plan(settings, host="127.0.0.1", port=1, lora=None)["alias"]
+    assert plan["alias"] == f"{bare}+lora-{sha256_file(good)[:16]}"
     other = lg.write_adapter(_smollm_adapter(settings, arch="qwen2"), tmp_path / "other.gguf")
     with pytest.raises(ConfigError, match=r"--lora .*other.gguf does not fit"):
         server_plan(settings, host="127.0.0.1", port=1, lora=str(other))

@@ -27,12 +27,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def alias_for(settings: Settings) -> str:
-    """The model id clients send: the preset name, or the GGUF file's stem."""
+def alias_for(settings: Settings, sha256: str = "", lora_sha256: str = "") -> str:
+    """The model id clients send: the preset name (or the GGUF file's stem) with the weights'
+    hash and the adapter's. A client records `openai:<url>#<model id>` as the fingerprint of
+    every answer (agent/model/openai_backend.py), so the id must change when the weights do: a
+    server restarted with another adapter on the same port is then another model to the store."""
     from agent.model.local_model import PRESETS
 
     name = settings.model.model
-    return name if name in PRESETS else Path(name).expanduser().stem
+    alias = name if name in PRESETS else Path(name).expanduser().stem
+    if sha256:
+        alias += f"@{sha256[:16]}"
+    if lora_sha256:
+        alias += f"+lora-{lora_sha256[:16]}"
+    return alias
 
 
 def _adapter(settings: Settings, lora: Optional[str | Path], base: Path) -> Optional[Path]:
@@ -66,9 +74,10 @@ def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[str 
                           f"so clients must present it, or serve on 127.0.0.1")
     path, sha = local_model.resolve_weights(settings.model, settings.models_dir)  # hash-checked
     lora = _adapter(settings, lora, path)
+    lora_sha = local_model.sha256_file(lora) if lora else ""
     threads = local_model.choose_threads(settings.model.n_threads)
     return {
-        "model": str(path), "sha256": sha, "alias": alias_for(settings), "host": host, "port": port,
+        "model": str(path), "sha256": sha, "alias": alias_for(settings, sha, lora_sha), "host": host, "port": port,
         "n_ctx": settings.model.n_ctx, "threads": threads, "seed": settings.model.seed,
         "api_key": key or None, "lora": str(lora) if lora else None,
     }
