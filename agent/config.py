@@ -95,6 +95,10 @@ class LoopSettings(BaseModel):
     screen_size: int = Field(default=0, ge=0)
     survivors: int = Field(default=2, ge=1)
     futility_stop: bool = True
+    # Early success (Haybittle-Peto, agent/loop/gate.py): a candidate whose exact McNemar p on
+    # the dev items run so far is below this (and below significance / candidates on dev, so the
+    # gate is sure to accept it) stops there and goes to the gate. 0: off.
+    efficacy_p: float = Field(default=0.001, ge=0.0, lt=1.0)
     max_cost_ratio: float = Field(default=0.0, ge=0.0)
     # 0: off. Otherwise the gate's winner must also beat the incumbent, significantly, on this
     # many further dev items it was not chosen on (agent/loop/evaluate.py `_confirm`).

@@ -65,6 +65,9 @@ def test_a_lucky_gain_and_a_promotion_are_explained():
     assert "could be luck" in " ".join(explain_cycle({"cycle": 2, "evaluate": lucky, "decision": "reject"}))
     win = {**EV, "candidate_acc": 0.9, "delta": 0.6, "p_value": 0.01}
     assert "Promoted" in " ".join(explain_cycle({"cycle": 3, "evaluate": win, "decision": "promote"}))
+    assert "stopped early" not in " ".join(explain_cycle({"cycle": 3, "evaluate": win, "decision": "promote"}))
+    early = {**win, "stopped_for_efficacy": True}
+    assert "stopped early" in " ".join(explain_cycle({"cycle": 3, "evaluate": early, "decision": "promote"}))
     assert "nothing to test" in " ".join(explain_cycle({"cycle": 4, "update": {"candidate_id": "p1"}}))
 
 

@@ -141,3 +141,21 @@ def test_a_positive_but_insignificant_gain_is_rejected_by_the_loop(tmp_path, ans
     assert tools["delta"] > 0 and tools["p_value"] >= 0.05 and not tools["stopped_early"]
     assert tools["decision"] == "reject" and summary["history"][0]["decision"] == "reject"
     assert store.get_pointer(INCUMBENT) == store.get_policy(tools["candidate_id"]).parent_id
+
+
+@pytest.mark.parametrize("efficacy_p", [0.001, 0.0])
+def test_a_clearly_better_candidate_stops_early_for_success_and_is_promoted(tmp_path, answers, efficacy_p):
+    settings, store = make(tmp_path, screen_size=0, candidates_per_cycle=2, efficacy_p=efficacy_p)
+    summary = run_improve(settings, cycles=1, model=search_model(answers), store=store, run_id="search-test")
+    ev = summary["history"][0]["evaluate"]
+    tools = next(c for c in ev["candidates"] if c["proposer"] == "tools")
+    assert ev["promoted"] == tools["candidate_id"] and tools["decision"] == "promote"
+    assert not tools["stopped_early"]  # that flag is the futility stop's: never promoted
+    with store.session() as s:
+        run = s.exec(select(EvalRun).where(EvalRun.policy_id == tools["candidate_id"], EvalRun.split == "dev")).one()
+    if efficacy_p:
+        # below 0.001 and below 0.05 / 2 candidates after some wins without a loss: the rest is not run
+        assert tools["stopped_for_efficacy"] and tools["n"] < 24 == tools["n_planned"]
+        assert tools["p_value"] < 0.001 and run.n == tools["n"] and "stopped early for success" in tools["reason"]
+    else:
+        assert not tools["stopped_for_efficacy"] and tools["n"] == 24 and run.n == 24

@@ -41,6 +41,8 @@ def test_every_candidate_of_the_cycle_is_a_row_with_its_evidence(tmp_path, answe
     section = page.split('<section id="search">', 1)[1].split("</section>", 1)[0]
     assert section.count("<tr>") == 1 + 3
     assert f"{rows['context']['n']}/{rows['context']['n_planned']} (futility stop)" in section
+    # the tools candidate wins every item it is shown: the early-success stop (on by default) ends it
+    assert tools["stopped_for_efficacy"] and f"{tools['n']}/{tools['n_planned']} (early success)" in section
     assert f"{dev['tools']['p_adjusted']:.3g}" in section
 
 

@@ -27,12 +27,13 @@ def dev_tasks(rt: Runtime, split: str = "dev", limit: int | None = None, seed: i
 
 
 def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycle: int | None = None,
-                  phase: str = "evaluate", stop: Callable[[dict[str, Row]], bool] | None = None) -> dict[str, Row]:
+                  phase: str = "evaluate", stop: Callable[[dict[str, Row]], str | None] | None = None
+                  ) -> dict[str, Row]:
     """Per-task (correct, tokens, seconds) of `policy` on `tasks`, in order, stored as an EvalRun.
 
-    `stop(results so far)` is asked after each task; True ends the evaluation there. It sees the
-    same prefix whether results were just computed or read back, so a resumed run stops at the
-    same item."""
+    `stop(results so far)` is asked after each task; a reason ("futility", "efficacy") ends the
+    evaluation there. It sees the same prefix whether results were just computed or read back, so
+    a resumed run stops at the same item."""
     ids = [t.id for t in tasks]
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     run_key = f"eval/{policy.id}/{split}/{digest}/s{seed}"
@@ -56,8 +57,9 @@ def evaluate_rows(rt: Runtime, policy, tasks, *, split: str, seed: int = 0, cycl
             rt.log("episode", {"phase": phase, "policy": policy.id, "task": task.id, "verdict": ep.verdict})
         seen[task.id] = done[task.id]
         rt.progress(f"{phase} {policy.id}", i + 1, len(tasks))
-        if stop is not None and i + 1 < len(tasks) and stop(seen):
-            rt.log("futility", {"phase": phase, "policy": policy.id, "evaluated": i + 1, "of": len(tasks)})
+        why = stop(seen) if stop is not None and i + 1 < len(tasks) else None
+        if why:
+            rt.log(why, {"phase": phase, "policy": policy.id, "evaluated": i + 1, "of": len(tasks)})
             break
     store.finish_eval_run(run_id, sum(ok for ok, _, _ in seen.values()) / len(seen) if seen else 0.0,
                           n=len(seen))
@@ -120,16 +122,25 @@ def screen(rt: Runtime, *, run_id: str, cycle: int, incumbent, candidates: list[
 
 # -- dev evaluation and the gate ------------------------------------------------------------
 
-def _futility_stop(rt: Runtime, incumbent: dict[str, Row], n: int) -> Callable[[dict[str, Row]], bool] | None:
+def _early_stop(rt: Runtime, incumbent: dict[str, Row], n: int, m: int) -> Callable[[dict[str, Row]], str | None] | None:
+    """The candidate's stop rule on dev: "futility" when it can no longer be promoted, "efficacy"
+    when it has already crossed the early-success boundary (agent/loop/gate.py). `m` candidates
+    reach dev: below significance / m, Holm's adjusted p (at most m times the raw one) is sure to
+    pass, so an early success is never a candidate the gate then turns down."""
     loop = rt.settings.loop
-    if not loop.futility_stop:
+    if not loop.futility_stop and not loop.efficacy_p:
         return None
     inc = {t: ok for t, (ok, _, _) in incumbent.items()}
+    boundary = min(loop.efficacy_p, loop.significance / max(1, m))
 
-    def stop(seen: dict[str, Row]) -> bool:
+    def stop(seen: dict[str, Row]) -> str | None:
         wins, losses = gate.paired_counts({t: ok for t, (ok, _, _) in seen.items()}, inc)
-        return gate.futile(wins, losses, n - len(seen), n=n, significance=loop.significance,
-                           min_delta=loop.min_delta)
+        if gate.early_success(wins, losses, len(seen), efficacy_p=boundary, min_delta=loop.min_delta):
+            return "efficacy"
+        if loop.futility_stop and gate.futile(wins, losses, n - len(seen), n=n, significance=loop.significance,
+                                              min_delta=loop.min_delta):
+            return "futility"
+        return None
 
     return stop
 
@@ -146,7 +157,7 @@ def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate=None, dev_ids: lis
     tasks = [rt.store.get_task(t) for t in dev_ids]
     inc_rows = evaluate_rows(rt, incumbent, tasks, split="dev", cycle=cycle)
     inc_cost = gate.cost_of([inc_rows[t] for t in dev_ids])
-    stop = _futility_stop(rt, inc_rows, len(dev_ids))
+    stop = _early_stop(rt, inc_rows, len(dev_ids), len(candidates))
     evidence = []
     for c in candidates:
         policy = rt.store.get_policy(c["candidate_id"])
@@ -157,7 +168,11 @@ def evaluate(rt: Runtime, *, cycle: int, incumbent, candidate=None, dev_ids: lis
         cost = gate.cost_of([rows[t] for t in done])
         inc_same = gate.cost_of([inc_rows[t] for t in done])
         ratio = gate.cost_ratio(cost, inc_same)
-        evidence.append({**c, **ev, "n_planned": len(dev_ids), "stopped_early": len(done) < len(dev_ids),
+        # Cut short by one of the two rules; the stop rule is a function of the prefix, so asking it
+        # again on the final prefix says which one (also after a resume).
+        cut = stop(rows) if stop is not None and len(done) < len(dev_ids) else None
+        evidence.append({**c, **ev, "n_planned": len(dev_ids), "stopped_early": cut == "futility",
+                         "stopped_for_efficacy": cut == "efficacy",
                          "cost": cost, "incumbent_cost": inc_same, "cost_ratio": ratio})
     rule = gate.GateRule(significance=loop.significance, min_delta=loop.min_delta,
                          max_cost_ratio=loop.max_cost_ratio)

@@ -73,6 +73,9 @@ def explain_cycle(h: dict[str, Any]) -> list[str]:
     if decision == "promote":
         lines.append(f"Promoted: the gain is positive and significant (p < {alpha}), so the candidate is "
                      f"now the incumbent{why}.")
+        if ev.get("stopped_for_efficacy"):
+            lines.append("Its evaluation stopped early: the evidence was already far past the bar, so the "
+                         "remaining dev tasks were not needed.")
     elif ev.get("stopped_early"):
         lines.append(f"Rejected early: partway through the dev tasks it could no longer reach significance, "
                      f"so the rest were not run{why}.")

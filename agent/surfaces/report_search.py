@@ -3,7 +3,7 @@
 
 A cycle with several candidates records one decision row per candidate (agent/loop/graph.py);
 their evidence holds the screening score, the dev comparison with the Holm-adjusted p, whether
-the futility stop cut the evaluation short, and tokens per task and per correct answer."""
+the futility or the early-success stop cut the evaluation short, and tokens per task and per correct answer."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def search_rows(promotions: list[Promotion]) -> list[dict[str, Any]]:
                        if screen.get("n") else ""),
             "n": int(ev.get("n") or p.n or 0) if stage == "dev" else 0,
             "n_planned": int(ev.get("n_planned") or 0), "stopped_early": bool(ev.get("stopped_early")),
+            "stopped_for_efficacy": bool(ev.get("stopped_for_efficacy")),
             "delta": ev.get("delta") if stage == "dev" else None,
             "ci": (ev.get("ci_low"), ev.get("ci_high")) if stage == "dev" else (None, None),
             "p": ev.get("p_value") if stage == "dev" else None,
@@ -54,8 +55,8 @@ def render_search(rows: list[dict[str, Any]]) -> str:
         return ""
     body = []
     for r in rows:
-        evaluated = (f"{r['n']}/{r['n_planned']}" + (" (futility stop)" if r["stopped_early"] else "")
-                     if r["stage"] == "dev" else "–")
+        stop = " (futility stop)" if r["stopped_early"] else " (early success)" if r.get("stopped_for_efficacy") else ""
+        evaluated = f"{r['n']}/{r['n_planned']}{stop}" if r["stage"] == "dev" else "–"
         ci = (f"[{_num(r['ci'][0], '+.3f')}, {_num(r['ci'][1], '+.3f')}]" if r["ci"][0] is not None else "–")
         body.append(
             f"<tr><td>{e(str(r['cycle']))}</td><td>{e(r['candidate'])}</td><td>{e(r['proposer'])}</td>"
