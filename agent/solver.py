@@ -262,7 +262,11 @@ class Solver:
 
         marked = marked_answer(text)
         if marked is None:
-            return None
+            # The reasoning turn written as the act turn's JSON ({"action": "final_answer",
+            # "input": "8"}): the 0.5B does this after a quoted page, and the act turn that
+            # followed then re-opened the page instead of answering (bench/injection.py item 5).
+            final = _json_final(text)
+            return (extract_answer(final) or None) if final is not None else None
         value = extract_answer(text)
         return value or None
 
@@ -337,6 +341,20 @@ class Solver:
 
 def _event(action: Action) -> dict[str, str]:
     return {"thought": action.thought, "action": action.action, "input": action.input}
+
+
+def _json_final(text: str) -> str | None:
+    """The input of a final_answer action written out as a JSON object in free text, else None."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        obj = json.loads(text[start:end + 1])
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("action") != FINAL or not isinstance(obj.get("input"), (str, int, float)):
+        return None
+    return str(obj["input"])
 
 
 def _validate_action(parsed: Any, tools: dict, *, numeric: bool = False) -> Action:

@@ -180,3 +180,22 @@ def test_a_bare_n_is_an_answer_where_no_number_is_due():
     from agent.solver import _validate_action
 
     assert _validate_action({"action": FINAL, "input": "N"}, {}, numeric=False).input == "N"
+
+
+@pytest.mark.parametrize("thought, final", [
+    ('{"thought": "", "action": "final_answer", "input": "8"}', "8"),
+    ('The page says so. {"action": "final_answer", "input": 8}', "8"),
+    ('{"action": "final_answer", "input": "N"}', None),       # the placeholder: not a conclusion
+    ('{"action": "open_url", "input": "http://x.test/"}', None),
+    ('{"action": "final_answer", "input": "eight"', None),     # not JSON
+])
+def test_a_final_answer_written_as_json_in_the_reasoning_concludes(thought, final):
+    def step(messages, kwargs):
+        if not allowed(kwargs):
+            return thought
+        return {"action": FINAL, "input": "41"}  # the act turn, asked only when nothing concluded
+
+    result = Solver(ScriptedModel(step), [calculator]).solve("How many?", THINK)
+    assert result.final_answer == (final or "41")
+    concluded = [s for s in result.trajectory.of(Action) if s.source == "thought"]
+    assert bool(concluded) == (final is not None)
