@@ -28,26 +28,23 @@ from agent.loop import gate  # noqa: E402
 from agent.loop.stats import mcnemar_exact  # noqa: E402
 
 
-def sequential(cand, inc, *, significance=0.05, futility=True, efficacy_p=0.0) -> tuple[dict, int]:
+def sequential(cand, inc, *, significance=0.05, futility=True, efficacy_p=0.0, m=1) -> tuple[dict, int]:
     """One candidate evaluated item by item as the loop does: (evidence, items evaluated).
 
     The gate reads p and delta (the bootstrap interval is only reported), so no bootstrap here."""
     n = len(cand)
     seen = wins = losses = 0
-    success = False
+    why = None
     for i in range(n):
         seen = i + 1
         wins += cand[i] and not inc[i]
         losses += inc[i] and not cand[i]
-        if seen == n:
-            break
-        if gate.early_success(wins, losses, seen, efficacy_p=efficacy_p, min_delta=0.0):
-            success = True
-            break
-        if futility and gate.futile(wins, losses, n - seen, n=n, significance=significance, min_delta=0.0):
+        why = gate.stop_reason(wins, losses, seen, n=n, m=m, significance=significance, min_delta=0.0,
+                               efficacy_p=efficacy_p, futility=futility) if seen < n else None
+        if why:
             break
     return {"p_value": mcnemar_exact(wins, losses), "delta": (wins - losses) / seen,
-            "stopped_early": seen < n and not success, "stopped_for_efficacy": success}, seen
+            "stopped_early": why == "futility", "stopped_for_efficacy": why == "efficacy"}, seen
 
 
 def _candidate(rng, difficulty, draws, *, better: float, agree: float) -> list[bool]:
@@ -74,7 +71,7 @@ def simulate(cycles: int, *, m: int, n: int, seed: int, correct: bool = True, si
         draws = [rng.random() for _ in range(n)]  # the incumbent's uniform draw per item
         inc = [u < q for u, q in zip(draws, difficulty)]
         runs = [sequential(_candidate(rng, difficulty, draws, better=better, agree=agree), inc,
-                           significance=significance, efficacy_p=efficacy_p)
+                           significance=significance, efficacy_p=efficacy_p, m=m)
                 for _ in range(m)]
         evidence = [e for e, _ in runs]
         evaluated += sum(k for _, k in runs)

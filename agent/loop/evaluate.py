@@ -123,24 +123,16 @@ def screen(rt: Runtime, *, run_id: str, cycle: int, incumbent, candidates: list[
 # -- dev evaluation and the gate ------------------------------------------------------------
 
 def _early_stop(rt: Runtime, incumbent: dict[str, Row], n: int, m: int) -> Callable[[dict[str, Row]], str | None] | None:
-    """The candidate's stop rule on dev: "futility" when it can no longer be promoted, "efficacy"
-    when it has already crossed the early-success boundary (agent/loop/gate.py). `m` candidates
-    reach dev: below significance / m, Holm's adjusted p (at most m times the raw one) is sure to
-    pass, so an early success is never a candidate the gate then turns down."""
+    """The candidate's stop rule on dev (agent/loop/gate.py `stop_reason`), `m` candidates on dev."""
     loop = rt.settings.loop
     if not loop.futility_stop and not loop.efficacy_p:
         return None
     inc = {t: ok for t, (ok, _, _) in incumbent.items()}
-    boundary = min(loop.efficacy_p, loop.significance / max(1, m))
 
     def stop(seen: dict[str, Row]) -> str | None:
         wins, losses = gate.paired_counts({t: ok for t, (ok, _, _) in seen.items()}, inc)
-        if gate.early_success(wins, losses, len(seen), efficacy_p=boundary, min_delta=loop.min_delta):
-            return "efficacy"
-        if loop.futility_stop and gate.futile(wins, losses, n - len(seen), n=n, significance=loop.significance,
-                                              min_delta=loop.min_delta):
-            return "futility"
-        return None
+        return gate.stop_reason(wins, losses, len(seen), n=n, m=m, significance=loop.significance,
+                                min_delta=loop.min_delta, efficacy_p=loop.efficacy_p, futility=loop.futility_stop)
 
     return stop
 

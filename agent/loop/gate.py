@@ -66,6 +66,20 @@ def early_success(wins: int, losses: int, seen: int, *, efficacy_p: float, min_d
     return (wins - losses) / seen > min_delta and mcnemar_exact(wins, losses) < efficacy_p
 
 
+def stop_reason(wins: int, losses: int, seen: int, *, n: int, m: int, significance: float, min_delta: float,
+                efficacy_p: float, futility: bool = True) -> str | None:
+    """Why a candidate's dev evaluation ends after `seen` of `n` items, or None to go on:
+    "efficacy" (early success) or "futility". The early-success boundary is also kept below
+    significance / m: Holm's adjusted p is at most m times the raw one, so an early success is
+    never a candidate the gate then turns down. The loop and bench/gate_simulation.py both ask
+    this, so the simulation measures the rule the loop runs."""
+    if early_success(wins, losses, seen, efficacy_p=min(efficacy_p, significance / max(1, m)), min_delta=min_delta):
+        return "efficacy"
+    if futility and futile(wins, losses, n - seen, n=n, significance=significance, min_delta=min_delta):
+        return "futility"
+    return None
+
+
 def paired_counts(candidate: Mapping[str, bool], incumbent: Mapping[str, bool]) -> tuple[int, int]:
     """(candidate-only wins, incumbent-only wins) over the items both have a result for."""
     wins = sum(1 for t, ok in candidate.items() if ok and not incumbent.get(t, False))
