@@ -43,6 +43,7 @@ CASES = [
       "EVOLVE_MODEL__BASE_URL": lambda tmp: f"http://127.0.0.1:{_closed_port()}/v1"},
      "EVOLVE_MODEL__BASE_URL"),
     ("bad backend name", ["model", "info"], {"EVOLVE_MODEL__BACKEND": "gpt"}, "EVOLVE_MODEL__BACKEND"),
+    ("negative early-success boundary", ["status"], {"EVOLVE_LOOP__EFFICACY_P": "-1"}, "EVOLVE_LOOP__EFFICACY_P"),
     ("missing config file", ["model", "info"], {"EVOLVE_CONFIG": "/nonexistent/evolve.toml"}, "EVOLVE_CONFIG"),
     ("malformed evolve.toml", ["status"], {"EVOLVE_CONFIG": lambda tmp: _write(tmp, "evolve.toml", b"x = [\n")},
      "not valid TOML"),
