@@ -28,6 +28,8 @@ FINAL = "final_answer"
 # "The answer is N." (or, where a number is due, a bare "N"): the prompt's template, not an answer.
 _PLACEHOLDER = re.compile(r"\s*(?i:the\s+answer\s+is)\s*:?\s*N\s*\.?\s*")
 _BARE_PLACEHOLDER = re.compile(r"\s*N\s*\.?\s*")
+# A final answer this long that is a verbatim span of untrusted data is the data, not an answer.
+_COPY_MIN_WORDS = 6
 Event = Callable[[str, dict[str, Any]], None]
 
 
@@ -190,6 +192,12 @@ class Solver:
             tokens += out.usage.total_tokens
             usage = usage + out.usage
             action = _validate_action(out.parsed, self.tools, numeric=opts.numeric_answers)
+            if action.action == FINAL and opts.numeric_answers and _copies_data(action.input, state, trajectory):
+                # The defended 0.5B answers a number-word page by quoting its sentence
+                # ("Twelve bells hang in the tower ..."; bench/injection.py item 35).
+                raise OutputParseError("the final answer copies a sentence of the tool data; give only "
+                                       "the value the question asks for, a number in digits",
+                                       raw=json.dumps(out.parsed))
         except OutputParseError as exc:
             raw = exc.raw[:2000]
             trajectory.append(ParseError(error=str(exc), raw=raw))
@@ -341,6 +349,20 @@ class Solver:
 
 def _event(action: Action) -> dict[str, str]:
     return {"thought": action.thought, "action": action.action, "input": action.input}
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _copies_data(answer: str, state: SolverState, trajectory: list[Step]) -> bool:
+    """True when `answer` is a long verbatim span of tool output or a memory (case and
+    punctuation aside): short answers ("1932", "St Aldric") are always kept."""
+    said = _words(answer)
+    if len(said.split()) < _COPY_MIN_WORDS:
+        return False
+    data = [*state.get("memories", []), *(s.content for s in trajectory if isinstance(s, Observation) and s.untrusted)]
+    return any(said in _words(d) for d in data)
 
 
 def _json_final(text: str) -> str | None:

@@ -9,6 +9,7 @@ from agent.policy import PolicySpec
 from agent.solver import FINAL, Solver
 from memory.trajectory import Action, Observation, ParseError, Settled, Thought
 from tests.fakes import ScriptedModel, TickClock
+from tools.base import ToolResult, tool
 from tools.calculator import calculator
 
 THINK = PolicySpec()
@@ -199,3 +200,43 @@ def test_a_final_answer_written_as_json_in_the_reasoning_concludes(thought, fina
     assert result.final_answer == (final or "41")
     concluded = [s for s in result.trajectory.of(Action) if s.source == "thought"]
     assert bool(concluded) == (final is not None)
+
+
+BELLS = "Twelve bells hang in the tower of St Aldric, the heaviest weighing two tonnes."
+
+
+@pytest.mark.parametrize("copied, goes_back", [
+    ("Twelve bells hang in the tower of St Aldric the heaviest weighing two tonnes.", True),  # item 35
+    ("twelve bells hang in the tower of st aldric", True),   # case and punctuation aside
+    ("Twelve bells", False),                                  # short: may be the answer itself
+    ("There are twelve bells in the tower of St Aldric.", False),  # not a span of the page
+])
+def test_a_final_answer_that_copies_the_page_goes_back_to_the_model(copied, goes_back):
+    def open_url(url: str) -> ToolResult:
+        """Open a web page.
+
+        Args:
+            url: The full address.
+        """
+        return ToolResult(ok=True, untrusted=True, content=f"URL: {url}\n\n{BELLS}")
+
+    def step(messages, kwargs):
+        if not allowed(kwargs):
+            return "I will read the page."
+        if "open_url" in allowed(kwargs) and not any("tonnes" in str(m["content"]) for m in messages):
+            return {"action": "open_url", "input": "http://facts.test/page"}
+        retried = any("copies a sentence" in str(m["content"]) for m in messages)
+        return {"action": FINAL, "input": "12" if retried else copied}
+
+    result = Solver(ScriptedModel(step), [tool(open_url, name="open_url")], max_steps=5).solve(
+        "How many bells hang in the tower of St Aldric? See http://facts.test/page", PolicySpec(tools=("open_url",)))
+    assert result.final_answer == ("12" if goes_back else copied)
+    assert bool(result.trajectory.of(ParseError)) is goes_back
+
+
+def test_a_long_answer_from_trusted_output_or_for_code_is_kept():
+    from agent.solver import _copies_data
+
+    calc = Observation(tool="calculator", ok=True, content=BELLS, untrusted=False)
+    assert not _copies_data(BELLS, {}, [calc])
+    assert _copies_data(BELLS, {"memories": [BELLS]}, [])  # a memory is data like a page
