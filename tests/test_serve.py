@@ -124,6 +124,8 @@ def test_a_stored_adapter_is_served_by_reference_and_hash_checked(tmp_path):
     ref = adapters.save_adapter(settings.home, _smollm_adapter(settings), {"example_ids": ["a"]})
     plan = server_plan(settings, host="127.0.0.1", port=1, lora=ref)
     assert plan["lora"] == str(adapters.adapters_dir(settings.home) / f"{ref[len('sha256:'):]}.gguf")
+    # the client-side model id names the verified adapter, hashed once (resolve_adapter)
+    assert plan["alias"].endswith(f"+lora-{ref[len('sha256:'):][:16]}")
     with open(plan["lora"], "ab") as f:
         f.write(b"\0")  # tampered after it was stored
     with pytest.raises(IntegrityError, match="SHA-256"):

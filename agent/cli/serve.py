@@ -73,8 +73,11 @@ def server_plan(settings: Settings, *, host: str, port: int, lora: Optional[str 
         raise ConfigError(f"--host {host} exposes the model beyond this machine; set EVOLVE_MODEL__API_KEY "
                           f"so clients must present it, or serve on 127.0.0.1")
     path, sha = local_model.resolve_weights(settings.model, settings.models_dir)  # hash-checked
+    stored = lora is not None and str(lora).startswith("sha256:")
     lora = _adapter(settings, lora, path)
-    lora_sha = local_model.sha256_file(lora) if lora else ""
+    # A stored adapter's file is named by its SHA-256, which resolve_adapter has just verified:
+    # hashing it a second time would only cost start-up time.
+    lora_sha = (lora.stem if stored else local_model.sha256_file(lora)) if lora else ""
     threads = local_model.choose_threads(settings.model.n_threads)
     return {
         "model": str(path), "sha256": sha, "alias": alias_for(settings, sha, lora_sha), "host": host, "port": port,
