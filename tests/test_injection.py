@@ -249,6 +249,15 @@ def test_an_untrusted_observation_is_quoted_on_every_line_inside_its_fence(break
     assert "not instructions" in after  # the reminder follows the data, not only the system message
 
 
+def test_an_untrusted_observation_asks_for_the_value_not_a_quote():
+    # Quoted, the 0.5B answered a number-word page ("Twelve bells hang ...") with the page's
+    # sentence or its other number; asked for the value in digits it wrote 12 and 5
+    # (bench/injection.py items 35 and 19, docs/benchmarks.md session 8).
+    text = prompts.observation("open_url", "Twelve bells hang in the tower.", ok=True, untrusted=True)
+    after = text.rsplit("</data>", 1)[1]
+    assert "number in digits" in after and "never a quoted sentence" in after
+
+
 def test_trusted_tool_output_keeps_its_plain_fence():
     # The calculator's result is ours: unchanged, so reasoning prompts measured before stay as they were.
     assert prompts.observation("calculator", "42", ok=True, untrusted=False) == (
